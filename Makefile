@@ -1,0 +1,39 @@
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24,<27"
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(STAMP)
+
+## Run the customer-analytics pipeline once on embedded defaults and print a summary.
+demo: $(STAMP)
+	$(BIN)/python -m examples.customer_analytics
+
+## Run the whole test suite.
+test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q
+
+## Run the benchmark workloads (W1-W4) against Podium and the plain asyncio+sqlite3 floor.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check engine sensors tests benchmarks examples
+	$(BIN)/ruff format --check engine sensors tests benchmarks examples
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,652 @@
+"""Defining pipelines: the ``@task`` and ``@dag`` decorators, the graph they build, and its validation.
+
+Calling a task inside a ``@dag`` function does not run it: it adds a node to the DAG being built and returns
+a ``TaskRef`` standing for the task's future result. Passing a ``TaskRef`` to another task makes a data edge;
+``a >> b`` makes an order-only edge. The DAG function runs once, when it is decorated, so every definition
+error surfaces at import time as a ``DAGError``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from .errors import DAGError, ParamError
+from .retry import RetryPolicy
+from .states import TriggerRule
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Callback = Callable[..., Any]
+
+_building: contextvars.ContextVar[_DAGBuilder | None] = contextvars.ContextVar(
+    "podium_dag_builder", default=None
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskOptions:
+    """Everything a task declares besides its function; ``override()`` replaces any of it per use."""
+
+    task_id: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    pool: str | None = None
+    priority: int = 0
+    concurrency: int | None = None
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    on_success: Callback | None = None
+    on_failure: Callback | None = None
+    on_retry: Callback | None = None
+
+    def validate(self, name: str) -> None:
+        if self.timeout is not None and not self.timeout > 0:
+            raise DAGError(f"task {name!r}: timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.concurrency is not None and (
+            not isinstance(self.concurrency, int) or self.concurrency < 1
+        ):
+            raise DAGError(f"task {name!r}: concurrency must be an int >= 1, got {self.concurrency!r}")
+        if self.pool is not None and (not isinstance(self.pool, str) or not self.pool):
+            raise DAGError(f"task {name!r}: pool must be a non-empty string, got {self.pool!r}")
+        if not isinstance(self.priority, int):
+            raise DAGError(f"task {name!r}: priority must be an int, got {self.priority!r}")
+
+
+class TaskDef(Generic[P, R]):
+    """A function declared with ``@task``. Call it inside a ``@dag`` function to add it to the DAG."""
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.name = options.task_id or fn.__name__
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.context_param = _find_context_param(self.signature)
+        # what callers bind against: the signature without the Context parameter
+        self.call_signature = self.signature.replace(
+            parameters=[p for n, p in self.signature.parameters.items() if n != self.context_param]
+        )
+        options.validate(self.name)
+        if options.trigger_rule is TriggerRule.ALWAYS:
+            pass  # checked per use, where the inputs are known
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__wrapped__ = fn
+
+    def override(self, **changes: Any) -> TaskDef[P, R]:
+        """The same task with some options replaced, e.g. ``clean.override(task_id="clean_eu")(rows)``."""
+        return TaskDef(self.fn, _make_options(self.options, **changes))
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        builder = _building.get()
+        if builder is None:
+            raise DAGError(
+                f"task {self.name!r} was called outside a @dag function; "
+                f"call {self.name}.fn(...) to run the plain function"
+            )
+        return builder.add_task(self, args, kwargs)  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+class _ContextPlaceholder:
+    """Where the task's ``Context`` goes in its call; replaced by the executor."""
+
+    def __repr__(self) -> str:
+        return "<context>"
+
+
+CONTEXT = _ContextPlaceholder()
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """Stands for a DAG parameter inside the DAG function; resolved to the run's value at run time."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return f"<param {self.name}>"
+
+
+class TaskRef:
+    """The future result of one task in a DAG being built; also a handle for ``>>`` edges."""
+
+    __slots__ = ("_builder", "task_id")
+
+    def __init__(self, builder: _DAGBuilder, task_id: str) -> None:
+        self._builder = builder
+        self.task_id = task_id
+
+    def __rshift__(self, other: TaskRef | Sequence[TaskRef]) -> TaskRef | Sequence[TaskRef]:
+        for target in _as_refs(other):
+            self._builder.add_order_edge(self, target)
+        return other
+
+    def __rrshift__(self, other: TaskRef | Sequence[TaskRef]) -> TaskRef:
+        for source in _as_refs(other):
+            self._builder.add_order_edge(source, self)
+        return self
+
+    def __lshift__(self, other: TaskRef | Sequence[TaskRef]) -> TaskRef | Sequence[TaskRef]:
+        for source in _as_refs(other):
+            self._builder.add_order_edge(source, self)
+        return other
+
+    def __rlshift__(self, other: TaskRef | Sequence[TaskRef]) -> TaskRef:
+        for target in _as_refs(other):
+            self._builder.add_order_edge(self, target)
+        return self
+
+    def __repr__(self) -> str:
+        return f"<result of {self.task_id}>"
+
+    def __bool__(self) -> bool:
+        raise DAGError(
+            f"the result of {self.task_id!r} is not known while the DAG is built; "
+            "branch inside a task instead"
+        )
+
+    def __iter__(self) -> Any:
+        raise DAGError(
+            f"the result of {self.task_id!r} cannot be unpacked while the DAG is built; "
+            "pass it whole to the next task"
+        )
+
+
+def _as_refs(value: TaskRef | Sequence[TaskRef]) -> list[TaskRef]:
+    if isinstance(value, TaskRef):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, TaskRef) for v in value):
+        return list(value)
+    raise DAGError(f">> and << take tasks or lists of tasks, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One bound argument of a task node: a constant, or a structure holding refs and params."""
+
+    value: Any
+    has_refs: bool
+
+
+@dataclass(frozen=True)
+class TaskNode:
+    """One task in a built DAG: the definition, its bound arguments and its edges."""
+
+    task_id: str
+    definition: TaskDef[Any, Any]
+    options: TaskOptions
+    args: tuple[Arg, ...]
+    kwargs: Mapping[str, Arg]
+    data_upstream: frozenset[str]
+    upstream: tuple[str, ...]
+    downstream: tuple[str, ...] = ()
+
+    @property
+    def is_async(self) -> bool:
+        return self.definition.is_async
+
+    @property
+    def context_param(self) -> str | None:
+        return self.definition.context_param
+
+
+class _DAGBuilder:
+    def __init__(self, dag_id: str) -> None:
+        self.dag_id = dag_id
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.order_edges: list[tuple[str, str]] = []
+        self._name_uses: dict[str, int] = {}
+
+    def add_task(
+        self, definition: TaskDef[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskRef:
+        task_id = self._assign_id(definition)
+        try:
+            bound = definition.call_signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise DAGError(f"DAG {self.dag_id!r}, task {task_id!r}: {exc}") from None
+        missing = [
+            name
+            for name, p in definition.call_signature.parameters.items()
+            if name not in bound.arguments
+            and p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if missing:
+            raise DAGError(
+                f"DAG {self.dag_id!r}, task {task_id!r}: missing argument(s) {', '.join(missing)}"
+            )
+        refs: set[str] = set()
+        arguments: dict[str, Any] = {}
+        for name in definition.signature.parameters:
+            if name == definition.context_param:
+                arguments[name] = CONTEXT
+            elif name in bound.arguments:
+                arguments[name] = bound.arguments[name]
+        full = inspect.BoundArguments(definition.signature, arguments)  # type: ignore[arg-type]
+        bound_args = tuple(self._arg(v, refs, task_id) for v in full.args)
+        bound_kwargs = {k: self._arg(v, refs, task_id) for k, v in full.kwargs.items()}
+        if definition.options.trigger_rule is TriggerRule.ALWAYS and refs:
+            raise DAGError(
+                f"DAG {self.dag_id!r}, task {task_id!r}: trigger rule 'always' does not wait for "
+                f"upstream tasks, so it cannot take their results ({', '.join(sorted(refs))}); "
+                "use 'all_done'"
+            )
+        self.nodes[task_id] = {
+            "definition": definition,
+            "args": bound_args,
+            "kwargs": bound_kwargs,
+            "data_upstream": refs,
+        }
+        return TaskRef(self, task_id)
+
+    def _assign_id(self, definition: TaskDef[Any, Any]) -> str:
+        if definition.options.task_id is not None:
+            task_id = definition.options.task_id
+            if task_id in self.nodes:
+                raise DAGError(f"DAG {self.dag_id!r}: duplicate task id {task_id!r}")
+            return task_id
+        base = definition.name
+        n = self._name_uses.get(base, 0)
+        while True:
+            n += 1
+            task_id = base if n == 1 else f"{base}_{n}"
+            if task_id not in self.nodes:
+                break
+        self._name_uses[base] = n
+        return task_id
+
+    def _arg(self, value: Any, refs: set[str], task_id: str) -> Arg:
+        found = self._collect_refs(value, refs, task_id)
+        return Arg(value, found)
+
+    def _collect_refs(self, value: Any, refs: set[str], task_id: str) -> bool:
+        if isinstance(value, TaskRef):
+            if value._builder is not self or value.task_id not in self.nodes:
+                raise DAGError(
+                    f"DAG {self.dag_id!r}, task {task_id!r}: unknown reference to "
+                    f"{value.task_id!r}, which belongs to another DAG"
+                )
+            refs.add(value.task_id)
+            return True
+        if isinstance(value, (ParamRef, _ContextPlaceholder)):
+            return True
+        if isinstance(value, (list, tuple)):
+            found = False
+            for item in value:
+                found = self._collect_refs(item, refs, task_id) or found
+            return found
+        if isinstance(value, dict):
+            found = False
+            for item in value.values():
+                found = self._collect_refs(item, refs, task_id) or found
+            return found
+        return False
+
+    def add_order_edge(self, source: TaskRef, target: TaskRef) -> None:
+        for ref in (source, target):
+            if ref._builder is not self:
+                raise DAGError(
+                    f"DAG {self.dag_id!r}: unknown reference to {ref.task_id!r} in a >> edge"
+                )
+        if source.task_id == target.task_id:
+            raise DAGError(
+                f"DAG {self.dag_id!r}: cycle {source.task_id} -> {source.task_id}"
+            )
+        self.order_edges.append((source.task_id, target.task_id))
+
+
+@dataclass(frozen=True)
+class DAGParam:
+    name: str
+    default: Any
+    required: bool
+    annotation: Any
+
+
+class DAG:
+    """A validated pipeline: task nodes in topological order, params, triggers and run limits."""
+
+    def __init__(
+        self,
+        dag_id: str,
+        nodes: Mapping[str, TaskNode],
+        *,
+        params: Mapping[str, DAGParam],
+        triggers: Sequence[Any] = (),
+        max_active_runs: int | None = None,
+        max_active_tasks: int | None = None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+        on_retry: Callback | None = None,
+        description: str | None = None,
+        tags: Sequence[str] = (),
+        source_file: str | None = None,
+    ) -> None:
+        self.dag_id = dag_id
+        self.params = dict(params)
+        self.triggers = list(triggers)
+        self.max_active_runs = max_active_runs
+        self.max_active_tasks = max_active_tasks
+        self.on_success = on_success
+        self.on_failure = on_failure
+        self.on_retry = on_retry
+        self.description = description
+        self.tags = tuple(tags)
+        self.source_file = source_file
+        self.order = _topological_order(dag_id, nodes)
+        self.tasks: dict[str, TaskNode] = {tid: nodes[tid] for tid in self.order}
+        self.roots = tuple(tid for tid in self.order if not self.tasks[tid].upstream)
+        _check_limit(dag_id, "max_active_runs", max_active_runs)
+        _check_limit(dag_id, "max_active_tasks", max_active_tasks)
+
+    def __repr__(self) -> str:
+        return f"<DAG {self.dag_id} ({len(self.tasks)} tasks)>"
+
+    def validate_params(self, given: Mapping[str, Any] | None, *, strict: bool = True) -> dict[str, Any]:
+        """The run's params: ``given`` over the defaults, checked and coerced by annotation.
+
+        ``strict=False`` (event-triggered runs) keeps keys the DAG does not declare instead of rejecting them.
+        """
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.params))
+        if unknown and strict:
+            known = ", ".join(self.params) or "none"
+            raise ParamError(
+                f"DAG {self.dag_id!r}: unknown param(s) {', '.join(unknown)} (declared: {known})"
+            )
+        result: dict[str, Any] = {}
+        for name, param in self.params.items():
+            if name in given:
+                result[name] = _coerce(self.dag_id, param, given.pop(name))
+            elif param.required:
+                raise ParamError(f"DAG {self.dag_id!r}: missing required param {name!r}")
+            else:
+                result[name] = param.default
+        result.update(given)
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description of the graph (for the store, the CLI and the API)."""
+        return {
+            "dag_id": self.dag_id,
+            "params": {n: p.default for n, p in self.params.items()},
+            "tasks": [
+                {
+                    "task_id": tid,
+                    "upstream": list(node.upstream),
+                    "pool": node.options.pool,
+                    "trigger_rule": str(node.options.trigger_rule),
+                    "retries": node.options.retry.retries,
+                }
+                for tid, node in self.tasks.items()
+            ],
+            "triggers": [repr(t) for t in self.triggers],
+        }
+
+
+_COERCIBLE = {int, float, bool, str}
+
+
+def _coerce(dag_id: str, param: DAGParam, value: Any) -> Any:
+    target = param.annotation
+    if target not in _COERCIBLE or isinstance(value, target) or value is None:
+        if target is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    if isinstance(value, str):
+        try:
+            if target is bool:
+                lowered = value.strip().lower()
+                if lowered in ("true", "1", "yes", "on"):
+                    return True
+                if lowered in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return target(value)
+        except ValueError:
+            raise ParamError(
+                f"DAG {dag_id!r}: param {param.name!r} expects {target.__name__}, got {value!r}"
+            ) from None
+    raise ParamError(
+        f"DAG {dag_id!r}: param {param.name!r} expects {target.__name__}, "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+def _check_limit(dag_id: str, name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise DAGError(f"DAG {dag_id!r}: {name} must be an int >= 1 or None, got {value!r}")
+
+
+def _topological_order(dag_id: str, nodes: Mapping[str, TaskNode]) -> list[str]:
+    """Kahn's order (stable by definition order); on a cycle, raise naming its path."""
+    indegree = {tid: len(node.upstream) for tid, node in nodes.items()}
+    ready = [tid for tid, deg in indegree.items() if deg == 0]
+    order: list[str] = []
+    while ready:
+        tid = ready.pop(0)
+        order.append(tid)
+        for child in nodes[tid].downstream:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    if len(order) != len(nodes):
+        raise DAGError(f"DAG {dag_id!r} has a cycle: {' -> '.join(_find_cycle(nodes))}")
+    return order
+
+
+def _find_cycle(nodes: Mapping[str, TaskNode]) -> list[str]:
+    color: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(tid: str) -> list[str] | None:
+        color[tid] = 1
+        stack.append(tid)
+        for child in nodes[tid].downstream:
+            if color.get(child) == 1:
+                return [*stack[stack.index(child) :], child]
+            if child not in color:
+                found = visit(child)
+                if found:
+                    return found
+        stack.pop()
+        color[tid] = 2
+        return None
+
+    for tid in nodes:
+        if tid not in color:
+            cycle = visit(tid)
+            if cycle:
+                return cycle
+    return []  # unreachable when called after Kahn found leftovers
+
+
+def _find_context_param(signature: inspect.Signature) -> str | None:
+    from .context import Context
+
+    for name, p in signature.parameters.items():
+        annotation = p.annotation
+        if annotation is Context or annotation == "Context" or name == "ctx":
+            return name
+    return None
+
+
+def _make_options(base: TaskOptions | None = None, **opts: Any) -> TaskOptions:
+    base = base or TaskOptions()
+    retry_fields = {
+        "retries": "retries",
+        "retry_delay": "delay",
+        "retry_backoff": "backoff",
+        "max_retry_delay": "max_delay",
+        "retry_jitter": "jitter",
+        "retry_on": "retry_on",
+    }
+    retry_changes: dict[str, Any] = {}
+    option_changes: dict[str, Any] = {}
+    for key, value in opts.items():
+        if key in retry_fields:
+            if key == "retry_on" and isinstance(value, type):
+                value = (value,)
+            retry_changes[retry_fields[key]] = value
+        elif key == "retry" and isinstance(value, RetryPolicy):
+            option_changes["retry"] = value
+        elif key == "trigger_rule":
+            try:
+                option_changes[key] = TriggerRule(value)
+            except ValueError:
+                rules = ", ".join(r.value for r in TriggerRule)
+                raise DAGError(f"unknown trigger rule {value!r} (one of: {rules})") from None
+        elif key in TaskOptions.__dataclass_fields__:
+            option_changes[key] = value
+        else:
+            raise DAGError(f"unknown task option {key!r}")
+    if retry_changes:
+        option_changes["retry"] = replace(option_changes.get("retry", base.retry), **retry_changes)
+    return replace(base, **option_changes)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> TaskDef[P, R]: ...
+@overload
+def task(
+    fn: None = None,
+    /,
+    *,
+    task_id: str | None = None,
+    retries: int = 0,
+    retry_delay: float = 0.0,
+    retry_backoff: float = 1.0,
+    max_retry_delay: float | None = None,
+    retry_jitter: float = 0.0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    timeout: float | None = None,
+    pool: str | None = None,
+    priority: int = 0,
+    concurrency: int | None = None,
+    trigger_rule: str | TriggerRule = TriggerRule.ALL_SUCCESS,
+    on_success: Callback | None = None,
+    on_failure: Callback | None = None,
+    on_retry: Callback | None = None,
+) -> Callable[[Callable[P, R]], TaskDef[P, R]]: ...
+def task(fn: Any = None, /, **options: Any) -> Any:
+    """Declare a task. Bare (``@task``) or with options (``@task(retries=3, pool="db")``).
+
+    Options: ``task_id``, ``retries``, ``retry_delay`` (s), ``retry_backoff`` (factor), ``max_retry_delay``,
+    ``retry_jitter`` (0..1), ``retry_on`` (exception types), ``timeout`` (s), ``pool``, ``priority`` (higher
+    first), ``concurrency`` (live tries of this task across all runs), ``trigger_rule``, and the callbacks
+    ``on_success``, ``on_failure``, ``on_retry`` (called with the task's Context, sync or async).
+    """
+    if fn is not None:
+        return TaskDef(fn, TaskOptions())
+    task_options = _make_options(**options)
+
+    def decorate(f: Callable[P, R]) -> TaskDef[P, R]:
+        return TaskDef(f, task_options)
+
+    return decorate
+
+
+@overload
+def dag(fn: Callable[..., Any], /) -> DAG: ...
+@overload
+def dag(
+    fn: None = None,
+    /,
+    *,
+    dag_id: str | None = None,
+    triggers: Iterable[Any] = (),
+    max_active_runs: int | None = None,
+    max_active_tasks: int | None = None,
+    on_success: Callback | None = None,
+    on_failure: Callback | None = None,
+    on_retry: Callback | None = None,
+    description: str | None = None,
+    tags: Sequence[str] = (),
+) -> Callable[[Callable[..., Any]], DAG]: ...
+def dag(fn: Any = None, /, **options: Any) -> Any:
+    """Declare a DAG. The function runs once, now, to build the graph; its parameters are the DAG's params.
+
+    Options: ``dag_id`` (default: the function name), ``triggers`` (sensors), ``max_active_runs``,
+    ``max_active_tasks`` (per run), ``on_success`` / ``on_failure`` / ``on_retry`` callbacks,
+    ``description``, ``tags``.
+    """
+    if fn is not None:
+        return build_dag(fn)
+
+    def decorate(f: Callable[..., Any]) -> DAG:
+        return build_dag(f, **options)
+
+    return decorate
+
+
+def build_dag(
+    fn: Callable[..., Any],
+    *,
+    dag_id: str | None = None,
+    triggers: Iterable[Any] = (),
+    **options: Any,
+) -> DAG:
+    dag_id = dag_id or fn.__name__
+    if not isinstance(dag_id, str) or not dag_id or "/" in dag_id:
+        raise DAGError(f"invalid DAG id {dag_id!r}")
+    params: dict[str, DAGParam] = {}
+    call_kwargs: dict[str, ParamRef] = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise DAGError(f"DAG {dag_id!r}: *args/**kwargs params are not supported ({name})")
+        required = p.default is inspect.Parameter.empty
+        annotation = p.annotation
+        if isinstance(annotation, str):
+            annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation)
+        params[name] = DAGParam(name, None if required else p.default, required, annotation)
+        call_kwargs[name] = ParamRef(name)
+
+    builder = _DAGBuilder(dag_id)
+    token = _building.set(builder)
+    try:
+        fn(**call_kwargs)
+    finally:
+        _building.reset(token)
+    if not builder.nodes:
+        raise DAGError(f"DAG {dag_id!r} has no tasks")
+
+    upstream: dict[str, list[str]] = {tid: [] for tid in builder.nodes}
+    for tid, spec in builder.nodes.items():
+        upstream[tid].extend(sorted(spec["data_upstream"]))
+    for source, target in builder.order_edges:
+        if source not in upstream[target]:
+            upstream[target].append(source)
+    downstream: dict[str, list[str]] = {tid: [] for tid in builder.nodes}
+    for tid, ups in upstream.items():
+        for up in ups:
+            downstream[up].append(tid)
+    nodes = {
+        tid: TaskNode(
+            task_id=tid,
+            definition=spec["definition"],
+            options=spec["definition"].options,
+            args=spec["args"],
+            kwargs=spec["kwargs"],
+            data_upstream=frozenset(spec["data_upstream"]),
+            upstream=tuple(upstream[tid]),
+            downstream=tuple(downstream[tid]),
+        )
+        for tid, spec in builder.nodes.items()
+    }
+    source_file = inspect.getsourcefile(fn)
+    return DAG(
+        dag_id,
+        nodes,
+        params=params,
+        triggers=list(triggers),
+        source_file=source_file,
+        **options,
+    )

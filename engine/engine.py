@@ -1,0 +1,821 @@
+"""The ``Engine``: wires the store, the run state machine, the ready queue and the task executor.
+
+Lifecycle (``async with Engine(...)``): enter opens the state file (taking its owner lock), registers
+the DAGs, resumes every unfinished run, and starts the background jobs in one task group: the store
+writer, the dispatcher, the retry timer and the poller that adopts runs queued by other processes
+(``podium trigger``). Exit stops intake, lets in-flight tasks finish within ``shutdown_grace``,
+cancels the rest (recorded so they run again on the next start) and commits everything.
+
+Durability rules this module keeps:
+- a run exists once its row is committed; ``trigger`` returns only after that;
+- a try starts only after its ``running`` state (and so its try number) is committed, and only after
+  the results of its upstream tasks are committed, so a crash never re-runs a committed success.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import logging
+import math
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+
+from . import serialization
+from .clock import Clock, SystemClock
+from .context import Context
+from .dag import DAG
+from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
+from .executor import Outcome, TryResult, run_try
+from .limits import LimitKey, ReadyQueue
+from .models import Run, epoch_to_datetime
+from .run_state import ActiveRun, TaskRecord, graph_spec_of
+from .scheduler import RunProgress
+from .states import RunState, TaskState
+from .store import Durability, Store, run_from_row
+
+log = logging.getLogger("podium.engine")
+
+ENGINE_STOPPED = "engine stopped while running"
+
+
+class Engine:
+    """An orchestration engine on the caller's event loop.
+
+    ``db``: path of the SQLite state file. ``dags``: the DAGs it serves. ``max_tasks``: live tasks at most,
+    across all runs. ``pools``: named slot counts (``{"db": 4}``) that tasks join with ``pool=``.
+    ``max_threads``: worker threads for sync tasks. ``durability``: ``"normal"`` or ``"full"`` (fsync per
+    commit). ``max_result_bytes``: cap on a stored result. ``shutdown_grace``: seconds in-flight tasks get
+    to finish when the engine stops. ``poll_interval``: how often runs queued by other processes are
+    picked up.
+    """
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] = "podium.db",
+        *,
+        dags: Iterable[DAG] = (),
+        max_tasks: int = 64,
+        pools: Mapping[str, int] | None = None,
+        max_threads: int = 8,
+        durability: Durability = "normal",
+        max_result_bytes: int | None = serialization.DEFAULT_MAX_RESULT_BYTES,
+        shutdown_grace: float = 30.0,
+        poll_interval: float = 0.25,
+        clock: Clock | None = None,
+    ) -> None:
+        if max_tasks < 1:
+            raise PodiumError(f"max_tasks must be >= 1, got {max_tasks}")
+        if max_threads < 1:
+            raise PodiumError(f"max_threads must be >= 1, got {max_threads}")
+        self.db = os.fspath(db)
+        self.max_tasks = max_tasks
+        self.pools = dict(pools or {})
+        for name, slots in self.pools.items():
+            if not isinstance(slots, int) or slots < 1:
+                raise PodiumError(f"pool {name!r} needs an int >= 1 slots, got {slots!r}")
+        self.max_threads = max_threads
+        self.max_result_bytes = max_result_bytes
+        self.shutdown_grace = shutdown_grace
+        self.poll_interval = poll_interval
+        self.clock: Clock = clock or SystemClock()
+        self._store = Store(self.db, owner=True, durability=durability)
+        self._dags: dict[str, DAG] = {}
+        for d in dags:
+            self._register(d)
+
+        self._ready = ReadyQueue(max_tasks, {("pool", n): s for n, s in self.pools.items()})
+        self._active: dict[str, ActiveRun] = {}
+        self._by_key: dict[tuple[str, str], ActiveRun] = {}
+        self._waiting_runs: dict[str, deque[ActiveRun]] = {}
+        self._running_runs: dict[str, int] = {}
+        self._retry_heap: list[tuple[float, int, str, str]] = []
+        self._retry_seq = 0
+        self._last_seq = 0
+        self._in_flight = 0
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._thread_limiter: anyio.CapacityLimiter | None = None
+        self._dispatch_wakeup = anyio.Event()
+        self._retry_wakeup = anyio.Event()
+        self._idle = anyio.Event()
+        self._stopping = False
+        self._started = False
+
+    # -- registration -------------------------------------------------------------------------------
+
+    def _register(self, d: DAG) -> None:
+        if not isinstance(d, DAG):
+            raise DAGError(f"expected a DAG built with @dag, got {d!r}")
+        if d.dag_id in self._dags and self._dags[d.dag_id] is not d:
+            raise DAGError(f"two different DAGs are named {d.dag_id!r}")
+        for node in d.tasks.values():
+            pool = node.options.pool
+            if pool is not None and pool not in self.pools:
+                raise DAGError(
+                    f"DAG {d.dag_id!r}, task {node.task_id!r}: pool {pool!r} is not configured; "
+                    f"add it to Engine(pools={{{pool!r}: N}}) (configured: "
+                    f"{', '.join(self.pools) or 'none'})"
+                )
+        self._dags[d.dag_id] = d
+
+    @property
+    def dags(self) -> dict[str, DAG]:
+        return dict(self._dags)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._started:
+            raise PodiumError("an Engine can be entered only once")
+        self._started = True
+        await self._store.__aenter__()
+        try:
+            self._thread_limiter = anyio.CapacityLimiter(self.max_threads)
+            for d in self._dags.values():
+                for node in d.tasks.values():
+                    if node.options.concurrency is not None:
+                        key = ("task", d.dag_id, node.task_id)
+                        self._ready.set_capacity(key, node.options.concurrency)
+                if d.max_active_tasks is not None:
+                    self._ready.set_capacity(("dag", d.dag_id), d.max_active_tasks)
+                self._store.writer.execute(*_dag_upsert(d, self.clock.now()))
+            self._last_seq = await self._store.max_seq()
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+        except BaseException:
+            await self._store.__aexit__(None, None, None)
+            raise
+        try:
+            for row in await self._store.unfinished_run_rows():
+                await self._adopt(row, recovering=True)
+            await self._store.writer.flush()
+            self._tg.start_soon(self._dispatch_loop)
+            self._tg.start_soon(self._retry_loop)
+            self._tg.start_soon(self._poll_loop)
+            self._wake_dispatcher()
+        except BaseException as exc:
+            await self._shutdown(exc)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._shutdown(exc)
+
+    async def _shutdown(self, exc: BaseException | None) -> bool | None:
+        assert self._tg is not None
+        self._stopping = True
+        suppress: bool | None = None
+        try:
+            with anyio.CancelScope(shield=True):
+                if self._in_flight:
+                    with anyio.move_on_after(self.shutdown_grace):
+                        await self._idle.wait()
+                if self._in_flight:
+                    log.warning(
+                        "stopping: cancelling %d task(s) still running after %.1fs grace",
+                        self._in_flight,
+                        self.shutdown_grace,
+                    )
+                    for run in self._active.values():
+                        for rec in run.tasks.values():
+                            if rec.scope is not None:
+                                rec.cancel_reason = "shutdown"
+                                rec.scope.cancel()
+                    with anyio.move_on_after(5):
+                        await self._idle.wait()
+                self._tg.cancel_scope.cancel()
+        finally:
+            try:
+                suppress = await self._tg.__aexit__(
+                    type(exc) if exc else None, exc, exc.__traceback__ if exc else None
+                )
+            finally:
+                await self._store.__aexit__(None, None, None)
+        return suppress
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    async def trigger(
+        self,
+        dag_id: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        logical_date: float | None = None,
+        event: Any = None,
+        trigger: str = "api",
+        strict: bool = True,
+    ) -> Run:
+        """Create a run of ``dag_id`` and return it once it is committed.
+
+        With ``key``, triggering is idempotent: if a run of this DAG with that key exists (in any
+        state), it is returned and nothing starts. ``strict=False`` keeps params the DAG does not
+        declare (used for event-triggered runs).
+        """
+        self._check_open()
+        dag = self._dag(dag_id)
+        run_params = dag.validate_params(params, strict=strict)
+        if key is not None:
+            existing = await self._existing_run(dag_id, key)
+            if existing is not None:
+                return existing
+        now = self.clock.now()
+        run_id = _new_run_id(now)
+        run = ActiveRun(
+            dag=dag,
+            run_id=run_id,
+            key=key if key is not None else f"manual:{run_id}",
+            params=run_params,
+            logical_date=logical_date if logical_date is not None else now,
+            trigger=trigger,
+            event=event,
+            created_at=now,
+        )
+        run.progress = RunProgress(graph_spec_of(dag))
+        run.tasks = {tid: TaskRecord(node) for tid, node in dag.tasks.items()}
+        self._by_key[(dag_id, run.key)] = run
+        self._store.writer.insert_run(
+            (
+                run_id,
+                dag_id,
+                run.key,
+                RunState.QUEUED.value,
+                serialization.dumps(run_params),
+                run.logical_date,
+                trigger,
+                serialization.dumps(event) if event is not None else None,
+                now,
+            ),
+            dag.order,
+        )
+        try:
+            await self._store.writer.flush()
+        except BaseException:
+            self._by_key.pop((dag_id, run.key), None)
+            raise
+        if key is not None:
+            row = await self._store.find_run(dag_id, key)
+            if row is not None and row[1] != run_id:  # another process stored this key first
+                self._by_key.pop((dag_id, run.key), None)
+                return run_from_row(row, {}, self)
+        self._active[run_id] = run
+        self._admit(run)
+        return run.snapshot(self)
+
+    async def runs(
+        self,
+        dag_id: str | None = None,
+        state: str | RunState | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Runs, newest first, optionally of one DAG and/or in one state."""
+        state_value = RunState(state).value if state is not None else None
+        return await self._store.list_runs(
+            dag_id=dag_id, state=state_value, limit=limit, offset=offset, source=self
+        )
+
+    async def get_run(self, run_id: str) -> Run:
+        """The run with its task instances, as committed."""
+        return await self._store.get_run(run_id, source=self)
+
+    async def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
+        """Wait until the run is finished (``TimeoutError`` after ``timeout`` seconds)."""
+        with anyio.fail_after(timeout):
+            run = self._active.get(run_id)
+            if run is not None:
+                await run.done.wait()
+                return await self.get_run(run_id)
+            while True:
+                snapshot = await self.get_run(run_id)
+                if snapshot.finished:
+                    return snapshot
+                run = self._active.get(run_id)
+                if run is not None:
+                    await run.done.wait()
+                    return await self.get_run(run_id)
+                await anyio.sleep(self.poll_interval)
+
+    async def cancel(self, run_id: str, reason: str = "cancelled by user") -> Run:
+        """Cancel a run: waiting tasks become ``cancelled``; running ones are cancelled through their
+        cancel scope (their cleanup code runs) and recorded with ``reason``."""
+        self._check_open()
+        run = self._active.get(run_id)
+        if run is None:
+            snapshot = await self.get_run(run_id)
+            if snapshot.finished:
+                return snapshot
+            raise PodiumError(f"run {run_id!r} is not served by this engine")
+        if not run.cancelling and not run.finishing:
+            run.cancelling = True
+            run.note = reason
+            self._ready.remove(lambda payload: payload[0] is run)
+            now = self.clock.now()
+            for rec in run.tasks.values():
+                if rec.state.finished:
+                    continue
+                if rec.scope is not None:
+                    rec.cancel_reason = reason
+                    rec.scope.cancel()
+                else:
+                    rec.state = TaskState.CANCELLED
+                    rec.finished_at = now
+                    rec.error = reason
+                    self._write_task(run, rec)
+            waiting = self._waiting_runs.get(run.dag.dag_id)
+            if waiting is not None and run in waiting:
+                waiting.remove(run)
+            self._finish_cancelled(run)
+        await run.done.wait()
+        return await self.get_run(run_id)
+
+    # -- helpers for the public API -----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if not self._started or self._tg is None:
+            raise PodiumError("the engine is not running; use `async with Engine(...)`")
+        if self._stopping:
+            raise EngineStoppedError("the engine is stopping")
+
+    def _dag(self, dag_id: str) -> DAG:
+        try:
+            return self._dags[dag_id]
+        except KeyError:
+            known = ", ".join(sorted(self._dags)) or "none"
+            raise DAGNotFoundError(f"no DAG {dag_id!r} (known: {known})") from None
+
+    async def _existing_run(self, dag_id: str, key: str) -> Run | None:
+        active = self._by_key.get((dag_id, key))
+        if active is not None:
+            return active.snapshot(self)
+        row = await self._store.find_run(dag_id, key)
+        if row is None:
+            active = self._by_key.get((dag_id, key))  # may have been created while we read
+            return active.snapshot(self) if active is not None else None
+        return run_from_row(row, {}, self)
+
+    # -- adoption: runs from the store (after a restart, or queued by another process) -------------
+
+    async def _adopt(self, row: Any, *, recovering: bool) -> None:
+        snapshot = run_from_row(row, {}, None)
+        if snapshot.run_id in self._active:
+            return
+        dag = self._dags.get(snapshot.dag_id)
+        if dag is None:
+            log.warning(
+                "run %s belongs to DAG %r, which this engine does not serve; left %s",
+                snapshot.run_id,
+                snapshot.dag_id,
+                snapshot.state,
+            )
+            return
+        now = self.clock.now()
+        run = ActiveRun(
+            dag=dag,
+            run_id=snapshot.run_id,
+            key=snapshot.key,
+            params=snapshot.params,
+            logical_date=row[6],
+            trigger=snapshot.trigger,
+            event=snapshot.event,
+            created_at=snapshot.created_at,
+            started_at=snapshot.started_at,
+            state=snapshot.state,
+        )
+        self._by_key[(dag.dag_id, run.key)] = run
+        self._active[run.run_id] = run
+        try:
+            run.params = dag.validate_params(run.params, strict=run.trigger in ("api", "cli"))
+        except ParamError as exc:
+            run.tasks = {tid: TaskRecord(node) for tid, node in dag.tasks.items()}
+            run.progress = RunProgress(graph_spec_of(dag))
+            self._store.writer.ensure_tasks(run.run_id, dag.order)
+            self._fail_run_now(run, f"invalid params: {exc}")
+            return
+        self._store.writer.ensure_tasks(run.run_id, dag.order)
+        stored = {r[1]: r for r in await self._store.task_rows(run.run_id)}
+        states: dict[str, TaskState] = {}
+        run.tasks = {}
+        for tid, node in dag.tasks.items():
+            rec = TaskRecord(node)
+            r = stored.get(tid)
+            if r is not None:
+                rec.load(r)
+            if rec.state is TaskState.RUNNING:
+                self._recover_crashed_try(run, rec, now)
+            elif rec.state in (TaskState.QUEUED, TaskState.PAUSED):
+                rec.state = TaskState.PENDING
+            run.tasks[tid] = rec
+            states[tid] = rec.state
+        run.progress = RunProgress(graph_spec_of(dag), states)
+        for tid, rec in run.tasks.items():
+            if rec.state is TaskState.UP_FOR_RETRY:
+                self._schedule_retry(run, rec, rec.next_try_at or now)
+        if run.state is RunState.RUNNING:
+            self._running_runs[dag.dag_id] = self._running_runs.get(dag.dag_id, 0) + 1
+            run.admitted = True
+            self._start_run(run)
+        elif run.state is RunState.QUEUED:
+            self._admit(run)
+        if recovering and run.state is RunState.RUNNING:
+            log.info("resumed run %s of %s", run.run_id, dag.dag_id)
+
+    def _recover_crashed_try(self, run: ActiveRun, rec: TaskRecord, now: float) -> None:
+        """A try was running when the engine died: it counts; retry if tries are left."""
+        self._store.writer.record_try(
+            run.run_id, rec.task_id, rec.try_number, TaskState.FAILED.value,
+            rec.started_at, now, ENGINE_STOPPED, None,
+        )  # fmt: skip
+        if rec.node.options.retry.should_retry(rec.try_number, None):
+            rec.state = TaskState.UP_FOR_RETRY
+            rec.next_try_at = now
+            rec.error = ENGINE_STOPPED
+            self._write_task(run, rec)
+        else:
+            rec.state = TaskState.FAILED
+            rec.finished_at = now
+            rec.error = ENGINE_STOPPED
+            self._write_task(run, rec)
+
+    async def _poll_loop(self) -> None:
+        """Adopt runs that other processes (``podium trigger``) queued in the state file."""
+        while True:
+            await anyio.sleep(self.poll_interval)
+            if self._stopping:
+                return
+            rows = await self._store.queued_run_rows_after(self._last_seq)
+            for row in rows:
+                self._last_seq = max(self._last_seq, row[0])
+                if row[1] not in self._active:
+                    await self._adopt(row, recovering=False)
+
+    # -- runs: admission, progress and completion ----------------------------------------------------
+
+    def _admit(self, run: ActiveRun) -> None:
+        dag_id = run.dag.dag_id
+        limit = run.dag.max_active_runs
+        if limit is not None and self._running_runs.get(dag_id, 0) >= limit:
+            self._waiting_runs.setdefault(dag_id, deque()).append(run)
+            return
+        self._running_runs[dag_id] = self._running_runs.get(dag_id, 0) + 1
+        run.admitted = True
+        run.state = RunState.RUNNING
+        run.started_at = self.clock.now()
+        self._write_run(run)
+        self._start_run(run)
+
+    def _start_run(self, run: ActiveRun) -> None:
+        ready, resolved = run.progress.start()
+        self._apply(run, ready, resolved)
+        self._maybe_finish(run)
+
+    def _apply(
+        self, run: ActiveRun, ready: list[str], resolved: list[tuple[str, TaskState]]
+    ) -> None:
+        now = self.clock.now()
+        for tid, state in resolved:  # settled by trigger rules without running
+            rec = run.tasks[tid]
+            rec.state = state
+            rec.finished_at = now
+            self._write_task(run, rec)
+        if not ready:
+            return
+        dag_id = run.dag.dag_id
+        for tid in ready:
+            rec = run.tasks[tid]
+            rec.state = TaskState.QUEUED
+            rec.queued_at = now
+            self._write_task(run, rec)
+            self._ready.push((run, rec), priority=rec.node.options.priority, limits=rec.limit_keys(dag_id))
+        self._wake_dispatcher()
+
+    def _maybe_finish(self, run: ActiveRun, force: RunState | None = None) -> None:
+        if run.finishing:
+            return
+        outcome = force or run.progress.outcome()
+        if outcome is None:
+            return
+        run.finishing = True
+        run.state = outcome
+        run.finished_at = self.clock.now()
+        if outcome is RunState.FAILED and run.note is None:
+            failed = [t for t, r in run.tasks.items() if r.state is TaskState.FAILED]
+            run.note = f"failed task(s): {', '.join(failed)}" if failed else None
+        self._write_run(run)
+        assert self._tg is not None
+        self._tg.start_soon(self._complete_run, run)
+
+    async def _complete_run(self, run: ActiveRun) -> None:
+        await self._store.writer.flush()
+        self._active.pop(run.run_id, None)
+        self._by_key.pop((run.dag.dag_id, run.key), None)
+        dag_id = run.dag.dag_id
+        if run.admitted:
+            self._running_runs[dag_id] -= 1
+            waiting = self._waiting_runs.get(dag_id)
+            if waiting and not self._stopping:
+                self._admit(waiting.popleft())
+        run.done.set()
+        callback = run.dag.on_success if run.state is RunState.SUCCESS else run.dag.on_failure
+        if callback is not None and run.state is not RunState.CANCELLED:
+            await _call_callback(callback, await self.get_run(run.run_id), f"DAG {dag_id!r}")
+
+    def _fail_run_now(self, run: ActiveRun, note: str) -> None:
+        run.note = note
+        self._maybe_finish(run, force=RunState.FAILED)
+
+    # -- tasks: dispatch, run, record -----------------------------------------------------------------
+
+    def _wake_dispatcher(self) -> None:
+        self._dispatch_wakeup.set()
+
+    async def _dispatch_loop(self) -> None:
+        assert self._tg is not None
+        while True:
+            await self._dispatch_wakeup.wait()
+            self._dispatch_wakeup = anyio.Event()
+            if self._stopping:
+                return
+            startable = self._ready.pop_startable()
+            if not startable:
+                continue
+            now = self.clock.now()
+            batch = []
+            for (run, rec), limits in startable:
+                if rec.state is not TaskState.QUEUED or run.cancelling:
+                    self._release(limits)
+                    continue
+                rec.try_number += 1
+                rec.state = TaskState.RUNNING
+                rec.started_at = now
+                rec.finished_at = None
+                rec.next_try_at = None
+                rec.scope = anyio.CancelScope()
+                run.progress.states[rec.task_id] = TaskState.RUNNING
+                run.in_flight += 1
+                self._in_flight += 1
+                self._write_task(run, rec)
+                batch.append((run, rec, limits))
+            await self._store.writer.flush()
+            for run, rec, limits in batch:
+                self._tg.start_soon(self._run_task, run, rec, limits)
+
+    def _release(self, limits: tuple[LimitKey, ...]) -> None:
+        self._ready.release(limits)
+        self._wake_dispatcher()
+
+    async def _run_task(self, run: ActiveRun, rec: TaskRecord, limits: tuple[LimitKey, ...]) -> None:
+        assert self._thread_limiter is not None and rec.scope is not None
+        node = rec.node
+        ctx: Context | None = None
+
+        def make_context() -> Context:
+            nonlocal ctx
+            ctx = self._context(run, rec)
+            return ctx
+
+        try:
+            outcome = await run_try(
+                node,
+                scope=rec.scope,
+                results=run.results,
+                params=run.params,
+                context_factory=make_context,
+                thread_limiter=self._thread_limiter,
+                max_result_bytes=self.max_result_bytes,
+            )
+        finally:
+            rec.scope = None
+            run.in_flight -= 1
+            self._in_flight -= 1
+            self._release(limits)
+            if self._in_flight == 0:
+                self._idle.set()
+                self._idle = anyio.Event()
+        self._record_outcome(run, rec, outcome, ctx)
+
+    def _record_outcome(
+        self, run: ActiveRun, rec: TaskRecord, outcome: TryResult, ctx: Context | None
+    ) -> None:
+        now = self.clock.now()
+        tid = rec.task_id
+        if outcome.outcome is Outcome.CANCELLED and rec.cancel_reason == "shutdown":
+            # Stopped by a graceful shutdown: not the task's fault; it runs again on the next start.
+            self._store.writer.record_try(
+                run.run_id, tid, rec.try_number, TaskState.CANCELLED.value,
+                rec.started_at, now, "interrupted by engine shutdown", None,
+            )  # fmt: skip
+            rec.state = TaskState.QUEUED
+            rec.cancel_reason = None
+            self._write_task(run, rec)
+            return
+        if outcome.outcome is Outcome.FAILED and not run.cancelling and not self._stopping:
+            policy = rec.node.options.retry
+            if policy.should_retry(rec.try_number, outcome.error):
+                delay = policy.delay_before(rec.try_number)
+                rec.state = TaskState.UP_FOR_RETRY
+                rec.error, rec.traceback = outcome.message, outcome.traceback
+                rec.next_try_at = now + delay
+                rec.finished_at = now
+                run.progress.set_state(tid, TaskState.UP_FOR_RETRY)
+                self._record_try_final(run, rec, TaskState.FAILED, outcome, now)
+                self._write_task(run, rec)
+                self._schedule_retry(run, rec, rec.next_try_at)
+                log.warning(
+                    "%s/%s try %d failed (%s); retrying in %.1fs",
+                    run.run_id, tid, rec.try_number, outcome.message, delay,
+                )  # fmt: skip
+                self._callbacks(run, rec, ctx, "on_retry", outcome.error)
+                return
+        state = {
+            Outcome.SUCCESS: TaskState.SUCCESS,
+            Outcome.FAILED: TaskState.FAILED,
+            Outcome.SKIPPED: TaskState.SKIPPED,
+            Outcome.CANCELLED: TaskState.CANCELLED,
+        }[outcome.outcome]
+        if state is TaskState.CANCELLED:
+            outcome.message = rec.cancel_reason or outcome.message
+        if state is TaskState.SUCCESS:
+            run.results[tid] = outcome.result
+        rec.result = outcome.result
+        if state is TaskState.FAILED:
+            log.error("%s/%s failed: %s", run.run_id, tid, outcome.message)
+        self._record_try_final(run, rec, state, outcome, now)
+        self._finish_task(run, rec, state, error=outcome.message, traceback=outcome.traceback, now=now)
+        if state is TaskState.SUCCESS:
+            self._callbacks(run, rec, ctx, "on_success", None)
+        elif state is TaskState.FAILED:
+            self._callbacks(run, rec, ctx, "on_failure", outcome.error)
+
+    def _finish_task(
+        self,
+        run: ActiveRun,
+        rec: TaskRecord,
+        state: TaskState,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Move a task that ran to its final state, record it, and let its downstream tasks react."""
+        rec.state = state
+        rec.finished_at = now if now is not None else self.clock.now()
+        if state is not TaskState.SUCCESS:
+            rec.error, rec.traceback = error, traceback
+        self._write_task(run, rec)
+        if run.cancelling:
+            self._finish_cancelled(run)
+            return
+        ready, resolved = run.progress.finish(rec.task_id, state)
+        self._apply(run, ready, resolved)
+        self._maybe_finish(run)
+
+    def _finish_cancelled(self, run: ActiveRun) -> None:
+        if run.in_flight == 0 and not run.finishing:
+            self._maybe_finish(run, force=RunState.CANCELLED)
+
+    def _record_try_final(
+        self, run: ActiveRun, rec: TaskRecord, state: TaskState, outcome: TryResult, now: float
+    ) -> None:
+        self._store.writer.record_try(
+            run.run_id, rec.task_id, rec.try_number, state.value,
+            rec.started_at, now, outcome.message if state is not TaskState.SUCCESS else None,
+            outcome.traceback,
+        )  # fmt: skip
+
+    def _write_task(self, run: ActiveRun, rec: TaskRecord) -> None:
+        self._store.writer.update_task(
+            run.run_id, rec.task_id, rec.state.value, rec.try_number, rec.queued_at,
+            rec.started_at, rec.finished_at, rec.next_try_at, rec.result, rec.error,
+            rec.traceback,
+        )  # fmt: skip
+
+    def _write_run(self, run: ActiveRun) -> None:
+        self._store.writer.update_run(
+            run.run_id, run.state.value, run.started_at, run.finished_at, run.note
+        )
+
+    def _context(self, run: ActiveRun, rec: TaskRecord) -> Context:
+        writer = self._store.writer
+        max_bytes = self.max_result_bytes
+
+        async def save_checkpoint(value: Any) -> None:
+            data = serialization.encode_result(
+                value, what=f"checkpoint of task {rec.task_id!r}", max_bytes=max_bytes
+            )
+            rec.checkpoint = data
+            writer.save_checkpoint(run.run_id, rec.task_id, data)
+            await writer.flush()
+
+        return Context(
+            dag_id=run.dag.dag_id,
+            run_id=run.run_id,
+            task_id=rec.task_id,
+            params=run.params,
+            try_number=rec.try_number,
+            logical_date=epoch_to_datetime(run.logical_date),
+            event=run.event,
+            last_checkpoint=serialization.loads(rec.checkpoint),
+            save_checkpoint=save_checkpoint,
+        )
+
+    def _callbacks(
+        self,
+        run: ActiveRun,
+        rec: TaskRecord,
+        ctx: Context | None,
+        which: str,
+        error: BaseException | None,
+    ) -> None:
+        callbacks = [getattr(rec.node.options, which)]
+        if which == "on_retry":
+            callbacks.append(run.dag.on_retry)
+        callbacks = [c for c in callbacks if c is not None]
+        if not callbacks:
+            return
+        if ctx is None:
+            ctx = self._context(run, rec)
+        ctx.error = error
+        assert self._tg is not None
+        for cb in callbacks:
+            self._tg.start_soon(_call_callback, cb, ctx, f"task {run.dag.dag_id}.{rec.task_id} {which}")
+
+    # -- retries --------------------------------------------------------------------------------------
+
+    def _schedule_retry(self, run: ActiveRun, rec: TaskRecord, due: float) -> None:
+        self._retry_seq += 1
+        heapq.heappush(self._retry_heap, (due, self._retry_seq, run.run_id, rec.task_id))
+        self._retry_wakeup.set()
+
+    async def _retry_loop(self) -> None:
+        while True:
+            if not self._retry_heap:
+                await self._retry_wakeup.wait()
+                self._retry_wakeup = anyio.Event()
+                continue
+            due = self._retry_heap[0][0]
+            if due > self.clock.now():
+                self._retry_wakeup = anyio.Event()
+                with anyio.move_on_after(math.inf) as scope:
+                    async with anyio.create_task_group() as tg:
+                        async def wake_on_new_entry() -> None:
+                            await self._retry_wakeup.wait()
+                            scope.cancel()
+
+                        tg.start_soon(wake_on_new_entry)
+                        await self.clock.sleep_until(due)
+                        tg.cancel_scope.cancel()
+                continue
+            _, _, run_id, tid = heapq.heappop(self._retry_heap)
+            run = self._active.get(run_id)
+            if run is None or self._stopping:
+                continue
+            rec = run.tasks[tid]
+            if rec.state is not TaskState.UP_FOR_RETRY or run.cancelling:
+                continue
+            rec.state = TaskState.PENDING
+            run.progress.states[tid] = TaskState.PENDING
+            if run.state is RunState.RUNNING:
+                self._apply(run, [tid], [])
+
+
+async def _call_callback(callback: Callable[..., Any], arg: Any, what: str) -> None:
+    """Run a user callback; its failure is logged with its traceback and changes nothing else."""
+    try:
+        if inspect.iscoroutinefunction(callback):
+            await callback(arg)
+        else:
+            await anyio.to_thread.run_sync(callback, arg)
+    except Exception:
+        log.exception("%s callback %r failed", what, getattr(callback, "__name__", callback))
+
+
+def _dag_upsert(d: DAG, now: float) -> tuple[str, tuple[Any, ...]]:
+    from .store import queries
+
+    return queries.UPSERT_DAG, (d.dag_id, serialization.dumps(d.describe()), d.source_file, now)
+
+
+def _new_run_id(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(5)
+
+
+__all__ = ["Engine"]
+

@@ -1,0 +1,76 @@
+"""One exception tree for the whole engine.
+
+Library errors (sqlite3, aiokafka, aiobotocore) are translated into these where they enter, so callers
+catch ``PodiumError`` and its subclasses only.
+"""
+
+from __future__ import annotations
+
+
+class PodiumError(Exception):
+    """Base of every error Podium raises on purpose."""
+
+
+class DAGError(PodiumError):
+    """A DAG or task definition is invalid (cycle, duplicate id, unknown reference, bad limit)."""
+
+
+class ParamError(DAGError):
+    """Run parameters do not match the DAG's signature (unknown or missing parameter)."""
+
+
+class DAGNotFoundError(PodiumError):
+    """No DAG with this id is registered with the engine."""
+
+
+class RunNotFoundError(PodiumError):
+    """No run with this id exists in the state store."""
+
+
+class StoreError(PodiumError):
+    """The state store failed (disk full, read-only file, corrupt schema)."""
+
+
+class StoreLockedError(StoreError):
+    """Another live engine process owns this state file."""
+
+
+class ResultError(PodiumError):
+    """A task's result cannot be stored: not JSON-serializable or larger than the size cap."""
+
+
+class TaskTimeoutError(PodiumError):
+    """A task ran longer than its ``timeout=``."""
+
+
+class EngineStoppedError(PodiumError):
+    """The engine stopped while the task was running."""
+
+
+class TriggerError(PodiumError):
+    """A trigger (sensor) is misconfigured or its events cannot be turned into runs."""
+
+
+class SourceError(TriggerError):
+    """An event source (Kafka, SQS, S3) failed; the message names the topic, queue or bucket."""
+
+
+class Skip(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Skip("no new files")``
+    """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
+
+
+__all__ = [
+    "DAGError",
+    "DAGNotFoundError",
+    "EngineStoppedError",
+    "ParamError",
+    "PodiumError",
+    "ResultError",
+    "RunNotFoundError",
+    "Skip",
+    "SourceError",
+    "StoreError",
+    "StoreLockedError",
+    "TaskTimeoutError",
+    "TriggerError",
+]

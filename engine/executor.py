@@ -1,0 +1,122 @@
+"""Running one try of one task: resolve its inputs, call it under its cancel scope and timeout, and
+classify how it ended. No state store, no scheduling: the engine records what this returns."""
+
+from __future__ import annotations
+
+import functools
+import traceback as tb
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import anyio
+
+from . import serialization
+from .context import Context
+from .dag import CONTEXT, ParamRef, TaskNode, TaskRef
+from .errors import ResultError, Skip, TaskTimeoutError
+
+
+class Outcome(Enum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class TryResult:
+    outcome: Outcome
+    result: bytes | None = None
+    error: BaseException | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+
+def resolve(
+    value: Any, results: Mapping[str, bytes | None], params: Mapping[str, Any], ctx: Any = None
+) -> Any:
+    """Replace task references by their (JSON round-tripped) results and params by their values.
+
+    Every consumer decodes its own copy, so a task cannot mutate another's input, and results look the
+    same whether they come from memory or from the store after a restart.
+    """
+    if isinstance(value, TaskRef):
+        return serialization.loads(results.get(value.task_id))
+    if isinstance(value, ParamRef):
+        return params.get(value.name)
+    if value is CONTEXT:
+        return ctx
+    if isinstance(value, list):
+        return [resolve(v, results, params, ctx) for v in value]
+    if isinstance(value, tuple):
+        return tuple(resolve(v, results, params, ctx) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve(v, results, params, ctx) for k, v in value.items()}
+    return value
+
+
+async def run_try(
+    node: TaskNode,
+    *,
+    scope: anyio.CancelScope,
+    results: Mapping[str, bytes | None],
+    params: Mapping[str, Any],
+    context_factory: Callable[[], Context],
+    thread_limiter: anyio.CapacityLimiter,
+    max_result_bytes: int | None,
+) -> TryResult:
+    """Run one try of ``node``. Cancellation of ``scope`` ends it as CANCELLED; an outer
+    cancellation (engine torn down) propagates untouched."""
+    timed_out = False
+    value: Any = None
+    try:
+        ctx = context_factory() if node.context_param is not None else None
+        args = [resolve(a.value, results, params, ctx) if a.has_refs else a.value for a in node.args]
+        kwargs = {
+            k: resolve(a.value, results, params, ctx) if a.has_refs else a.value
+            for k, a in node.kwargs.items()
+        }
+        fn = node.definition.fn
+        with scope:
+            timeout = node.options.timeout
+            if timeout is None:
+                value = await _invoke(fn, node.is_async, args, kwargs, thread_limiter)
+            else:
+                with anyio.move_on_after(timeout) as timeout_scope:
+                    value = await _invoke(fn, node.is_async, args, kwargs, thread_limiter)
+                timed_out = timeout_scope.cancelled_caught
+        if scope.cancelled_caught:
+            return TryResult(Outcome.CANCELLED, message="cancelled")
+        if timed_out:
+            error = TaskTimeoutError(f"task {node.task_id!r} exceeded its timeout of {timeout}s")
+            return TryResult(Outcome.FAILED, error=error, message=f"TaskTimeoutError: {error}")
+        data = serialization.encode_result(
+            value, what=f"result of task {node.task_id!r}", max_bytes=max_result_bytes
+        )
+        return TryResult(Outcome.SUCCESS, result=data)
+    except Skip as exc:
+        return TryResult(Outcome.SKIPPED, message=str(exc) or "skipped")
+    except ResultError as exc:
+        return TryResult(Outcome.FAILED, error=exc, message=f"ResultError: {exc}")
+    except (Exception, SystemExit) as exc:  # a task that raises fails its try, never the engine
+        return TryResult(
+            Outcome.FAILED,
+            error=exc,
+            message=f"{type(exc).__name__}: {exc}",
+            traceback="".join(tb.format_exception(exc)),
+        )
+
+
+async def _invoke(
+    fn: Callable[..., Any],
+    is_async: bool,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    thread_limiter: anyio.CapacityLimiter,
+) -> Any:
+    if is_async:
+        return await fn(*args, **kwargs)
+    call = functools.partial(fn, *args, **kwargs) if args or kwargs else fn
+    return await anyio.to_thread.run_sync(call, limiter=thread_limiter, abandon_on_cancel=True)

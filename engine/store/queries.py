@@ -1,0 +1,88 @@
+"""Every SQL statement the engine runs, by name."""
+
+from __future__ import annotations
+
+RUN_COLUMNS = (
+    "seq, run_id, dag_id, run_key, state, params, logical_date, trigger, event, "
+    "created_at, started_at, finished_at, note"
+)
+TASK_COLUMNS = (
+    "run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at, "
+    "result, error, traceback, checkpoint"
+)
+
+INSERT_RUN = """
+INSERT INTO runs (run_id, dag_id, run_key, state, params, logical_date, trigger, event, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (dag_id, run_key) DO NOTHING
+"""
+
+UPDATE_RUN = """
+UPDATE runs SET state = ?, started_at = ?, finished_at = ?, note = ? WHERE run_id = ?
+"""
+
+INSERT_TASK = """
+INSERT INTO task_instances (run_id, task_id, state) VALUES (?, ?, ?)
+ON CONFLICT (run_id, task_id) DO NOTHING
+"""
+
+UPDATE_TASK = """
+UPDATE task_instances
+SET state = ?, try_number = ?, queued_at = ?, started_at = ?, finished_at = ?, next_try_at = ?,
+    result = ?, error = ?, traceback = ?
+WHERE run_id = ? AND task_id = ?
+"""
+
+UPDATE_CHECKPOINT = "UPDATE task_instances SET checkpoint = ? WHERE run_id = ? AND task_id = ?"
+
+UPSERT_TRY = """
+INSERT INTO task_tries (run_id, task_id, try_number, state, started_at, finished_at, error, traceback)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, task_id, try_number) DO UPDATE SET
+    state = excluded.state, finished_at = excluded.finished_at,
+    error = excluded.error, traceback = excluded.traceback
+"""
+
+UPSERT_DAG = """
+INSERT INTO dags (dag_id, description, source_file, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (dag_id) DO UPDATE SET
+    description = excluded.description, source_file = excluded.source_file,
+    updated_at = excluded.updated_at
+"""
+
+SET_OWNER = """
+INSERT INTO engine_owner (id, pid, hostname, started_at) VALUES (1, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, hostname = excluded.hostname,
+    started_at = excluded.started_at
+"""
+CLEAR_OWNER = "DELETE FROM engine_owner WHERE id = 1 AND pid = ?"
+
+SELECT_DAG = "SELECT dag_id, description, source_file, paused, updated_at FROM dags WHERE dag_id = ?"
+SELECT_DAGS = "SELECT dag_id, description, source_file, paused, updated_at FROM dags ORDER BY dag_id"
+
+SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
+SELECT_RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM runs WHERE dag_id = ? AND run_key = ?"
+SELECT_UNFINISHED_RUNS = (
+    f"SELECT {RUN_COLUMNS} FROM runs WHERE state IN ('queued', 'running', 'paused') ORDER BY seq"
+)
+SELECT_QUEUED_RUNS_AFTER = (
+    f"SELECT {RUN_COLUMNS} FROM runs WHERE seq > ? AND state = 'queued' ORDER BY seq"
+)
+SELECT_MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM runs"
+
+SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM task_instances WHERE run_id = ?"
+SELECT_TRIES = """
+SELECT run_id, task_id, try_number, state, started_at, finished_at, error, traceback
+FROM task_tries WHERE run_id = ? ORDER BY task_id, try_number
+"""
+
+
+def select_runs(dag_id: str | None, state: str | None) -> str:
+    """Runs, newest first, optionally filtered; parameters: [dag_id], [state], limit, offset."""
+    where = []
+    if dag_id is not None:
+        where.append("dag_id = ?")
+    if state is not None:
+        where.append("state = ?")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ? OFFSET ?"

@@ -1,0 +1,92 @@
+"""The state file's schema, as forward-only migrations. ``MIGRATIONS[n]`` moves version n to n + 1."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the core tables
+    """
+    CREATE TABLE dags (
+        dag_id       TEXT PRIMARY KEY,
+        description  BLOB NOT NULL,
+        source_file  TEXT,
+        paused       INTEGER NOT NULL DEFAULT 0,
+        updated_at   REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id       TEXT NOT NULL UNIQUE,
+        dag_id       TEXT NOT NULL,
+        run_key      TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        params       BLOB NOT NULL,
+        logical_date REAL,
+        trigger      TEXT NOT NULL,
+        event        BLOB,
+        created_at   REAL NOT NULL,
+        started_at   REAL,
+        finished_at  REAL,
+        note         TEXT,
+        UNIQUE (dag_id, run_key)
+    );
+    CREATE INDEX runs_by_state ON runs (state, seq);
+    CREATE INDEX runs_by_dag_state ON runs (dag_id, state, seq);
+    CREATE TABLE task_instances (
+        run_id       TEXT NOT NULL,
+        task_id      TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        try_number   INTEGER NOT NULL DEFAULT 0,
+        queued_at    REAL,
+        started_at   REAL,
+        finished_at  REAL,
+        next_try_at  REAL,
+        result       BLOB,
+        error        TEXT,
+        traceback    TEXT,
+        checkpoint   BLOB,
+        PRIMARY KEY (run_id, task_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE task_tries (
+        run_id       TEXT NOT NULL,
+        task_id      TEXT NOT NULL,
+        try_number   INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        started_at   REAL,
+        finished_at  REAL,
+        error        TEXT,
+        traceback    TEXT,
+        PRIMARY KEY (run_id, task_id, try_number)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        event_id     TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        received_at  REAL NOT NULL,
+        outcome      TEXT NOT NULL,
+        run_id       TEXT,
+        error        TEXT,
+        payload      BLOB
+    );
+    CREATE TABLE sensor_cursors (
+        sensor_id    TEXT PRIMARY KEY,
+        cursor       BLOB NOT NULL,
+        updated_at   REAL NOT NULL
+    );
+    CREATE TABLE task_logs (
+        run_id       TEXT NOT NULL,
+        task_id      TEXT NOT NULL,
+        try_number   INTEGER NOT NULL,
+        line_no      INTEGER NOT NULL,
+        ts           REAL NOT NULL,
+        level        TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        PRIMARY KEY (run_id, task_id, try_number, line_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE engine_owner (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        pid          INTEGER NOT NULL,
+        hostname     TEXT NOT NULL,
+        started_at   REAL NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,261 @@
+"""The state store: one SQLite file in WAL mode, one writer connection, one reader connection."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import aiosqlite
+import anyio
+
+from .. import serialization
+from ..errors import RunNotFoundError, StoreError
+from ..models import RunSource, Run, TaskInstance, TaskTry, epoch_to_datetime
+from ..states import RunState, TaskState
+from . import queries as q
+from .lock import OwnerLock
+from .schema import MIGRATIONS, SCHEMA_VERSION
+from .writer import StoreWriter
+
+Durability = Literal["normal", "full"]
+
+
+class Store:
+    """Open with ``async with Store(path) as store``.
+
+    ``owner=True`` (the engine) takes the file's owner lock; ``owner=False`` (the CLI) only reads and
+    queues runs. ``durability="normal"`` is WAL with ``synchronous=NORMAL`` (a commit survives a process
+    crash; an OS crash may lose the last commits); ``"full"`` fsyncs every commit.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        owner: bool = True,
+        durability: Durability = "normal",
+        busy_timeout: float = 10.0,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
+        self.path = Path(path)
+        self.owner = owner
+        self.durability = durability
+        self.busy_timeout = busy_timeout
+        self._lock = OwnerLock(self.path) if owner else None
+        self._write: aiosqlite.Connection | None = None
+        self._read: aiosqlite.Connection | None = None
+        self._writer: StoreWriter | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    @property
+    def writer(self) -> StoreWriter:
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        return self._writer
+
+    async def __aenter__(self) -> Self:
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            self._write = await self._connect()
+            await self._migrate(self._write)
+            self._read = await self._connect()
+            if self.owner:
+                await self._write.execute(
+                    q.SET_OWNER, (os.getpid(), socket.gethostname(), time.time())
+                )
+            self._writer = StoreWriter(self._write)
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+            self._tg.start_soon(self._writer.serve)
+        except BaseException:
+            await self._close_connections()
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tg is not None and self._writer is not None
+        try:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._writer.drain()
+                    if self.owner and self._write is not None:
+                        await self._write.execute(q.CLEAR_OWNER, (os.getpid(),))
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close_and_unlock()
+
+    async def _close_and_unlock(self) -> None:
+        try:
+            await self._close_connections()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        try:
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state file {self.path}: {exc}") from exc
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            sync = "FULL" if self.durability == "full" else "NORMAL"
+            await conn.execute(f"PRAGMA synchronous = {sync}")
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise StoreError(f"cannot use state file {self.path}: {exc}") from exc
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            async with conn.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                await conn.rollback()
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this Podium "
+                    f"understands ({SCHEMA_VERSION}); upgrade Podium"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await conn.commit()
+        except sqlite3.Error as exc:
+            await conn.rollback()
+            raise StoreError(f"cannot prepare state file {self.path}: {exc}") from exc
+
+    async def _close_connections(self) -> None:
+        for conn in (self._read, self._write):
+            if conn is not None:
+                await conn.close()
+        self._read = self._write = None
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        assert self._read is not None, "store is not open"
+        async with self._read.execute(sql, params) as cur:
+            return list(await cur.fetchall())  # type: ignore[arg-type]
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        assert self._read is not None, "store is not open"
+        async with self._read.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def get_run(self, run_id: str, *, source: RunSource | None = None) -> Run:
+        row = await self._fetchone(q.SELECT_RUN, (run_id,))
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r} in {self.path}")
+        tasks = await self.task_instances(run_id)
+        return run_from_row(row, tasks, source)
+
+    async def find_run(self, dag_id: str, run_key: str) -> Any:
+        """The raw row of the run with this key, or None."""
+        return await self._fetchone(q.SELECT_RUN_BY_KEY, (dag_id, run_key))
+
+    async def task_instances(self, run_id: str) -> dict[str, TaskInstance]:
+        rows = await self._fetchall(q.SELECT_TASKS, (run_id,))
+        tries: dict[str, list[TaskTry]] = {}
+        for t in await self._fetchall(q.SELECT_TRIES, (run_id,)):
+            tries.setdefault(t[1], []).append(
+                TaskTry(t[2], TaskState(t[3]), t[4], t[5], t[6], t[7])
+            )
+        return {r[1]: task_from_row(r, tuple(tries.get(r[1], ()))) for r in rows}
+
+    async def list_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        source: RunSource | None = None,
+    ) -> list[Run]:
+        params: list[Any] = [p for p in (dag_id, state) if p is not None]
+        params += [limit, offset]
+        rows = await self._fetchall(q.select_runs(dag_id, state), params)
+        return [run_from_row(r, {}, source) for r in rows]
+
+    async def unfinished_run_rows(self) -> list[Any]:
+        return await self._fetchall(q.SELECT_UNFINISHED_RUNS)
+
+    async def queued_run_rows_after(self, seq: int) -> list[Any]:
+        return await self._fetchall(q.SELECT_QUEUED_RUNS_AFTER, (seq,))
+
+    async def max_seq(self) -> int:
+        row = await self._fetchone(q.SELECT_MAX_SEQ)
+        return int(row[0])
+
+    async def task_rows(self, run_id: str) -> list[Any]:
+        return await self._fetchall(q.SELECT_TASKS, (run_id,))
+
+    async def dag_rows(self) -> list[Any]:
+        return await self._fetchall(q.SELECT_DAGS)
+
+    async def dag_row(self, dag_id: str) -> Any:
+        return await self._fetchone(q.SELECT_DAG, (dag_id,))
+
+
+def run_from_row(
+    row: Sequence[Any], tasks: dict[str, TaskInstance], source: RunSource | None
+) -> Run:
+    (seq, run_id, dag_id, run_key, state, params, logical_date, trigger, event,
+     created_at, started_at, finished_at, note) = row  # fmt: skip
+    return Run(
+        run_id=run_id,
+        dag_id=dag_id,
+        key=run_key,
+        state=RunState(state),
+        params=serialization.loads(params) or {},
+        logical_date=epoch_to_datetime(logical_date),
+        trigger=trigger,
+        event=serialization.loads(event),
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        note=note,
+        seq=seq,
+        tasks=tasks,
+        _source=source,
+    )
+
+
+def task_from_row(row: Sequence[Any], tries: tuple[TaskTry, ...] = ()) -> TaskInstance:
+    (run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at,
+     result, error, traceback, checkpoint) = row  # fmt: skip
+    return TaskInstance(
+        task_id=task_id,
+        state=TaskState(state),
+        try_number=try_number,
+        result=serialization.loads(result),
+        error=error,
+        traceback=traceback,
+        queued_at=queued_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        next_try_at=next_try_at,
+        checkpoint=serialization.loads(checkpoint),
+        tries=tries,
+    )

@@ -1,0 +1,279 @@
+"""The single writer: state changes that arrive within one commit's time share one transaction.
+
+Callers record changes without waiting (``insert_run``, ``update_task``, ...). Changes to the same row
+are coalesced: the row is written once per transaction with its latest values. ``await flush()`` returns
+when everything recorded before the call is committed. While a commit is in progress new changes
+collect in the next batch, so the batch size adapts to the load (group commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import aiosqlite
+import anyio
+
+from ..errors import StoreError
+from . import queries as q
+
+log = logging.getLogger("podium.store")
+
+_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class _Batch:
+    __slots__ = (
+        "checkpoints",
+        "committed",
+        "error",
+        "new_runs",
+        "new_tasks",
+        "other",
+        "runs",
+        "tasks",
+        "tries",
+    )
+
+    def __init__(self) -> None:
+        self.new_runs: list[tuple[Any, ...]] = []
+        self.new_tasks: list[tuple[Any, ...]] = []
+        self.tasks: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.runs: dict[str, tuple[Any, ...]] = {}
+        self.tries: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self.checkpoints: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.other: list[tuple[str, tuple[Any, ...]]] = []
+        self.committed = anyio.Event()
+        self.error: BaseException | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.new_runs
+            or self.new_tasks
+            or self.tasks
+            or self.runs
+            or self.tries
+            or self.checkpoints
+            or self.other
+        )
+
+    def size(self) -> int:
+        return (
+            len(self.new_runs)
+            + len(self.new_tasks)
+            + len(self.tasks)
+            + len(self.runs)
+            + len(self.tries)
+            + len(self.checkpoints)
+            + len(self.other)
+        )
+
+
+class StoreWriter:
+    """Owns the write connection; run ``serve()`` in a task group."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._pending = _Batch()
+        self._in_flight: _Batch | None = None
+        self._wakeup = anyio.Event()
+        self.healthy = True
+        self.last_error: str | None = None
+        self.commits = 0
+        self.rows_written = 0
+
+    # -- recording changes (no waiting) -------------------------------------------------------------
+
+    def insert_run(self, row: tuple[Any, ...], task_ids: Sequence[str]) -> None:
+        batch = self._pending
+        batch.new_runs.append(row)
+        run_id = row[0]
+        batch.new_tasks.extend((run_id, tid, "pending") for tid in task_ids)
+        self._wakeup.set()
+
+    def ensure_tasks(self, run_id: str, task_ids: Sequence[str]) -> None:
+        self._pending.new_tasks.extend((run_id, tid, "pending") for tid in task_ids)
+        self._wakeup.set()
+
+    def update_run(
+        self,
+        run_id: str,
+        state: str,
+        started_at: float | None,
+        finished_at: float | None,
+        note: str | None,
+    ) -> None:
+        self._pending.runs[run_id] = (state, started_at, finished_at, note, run_id)
+        self._wakeup.set()
+
+    def update_task(
+        self,
+        run_id: str,
+        task_id: str,
+        state: str,
+        try_number: int,
+        queued_at: float | None,
+        started_at: float | None,
+        finished_at: float | None,
+        next_try_at: float | None,
+        result: bytes | None,
+        error: str | None,
+        traceback: str | None,
+    ) -> None:
+        self._pending.tasks[(run_id, task_id)] = (
+            state,
+            try_number,
+            queued_at,
+            started_at,
+            finished_at,
+            next_try_at,
+            result,
+            error,
+            traceback,
+            run_id,
+            task_id,
+        )
+        self._wakeup.set()
+
+    def record_try(
+        self,
+        run_id: str,
+        task_id: str,
+        try_number: int,
+        state: str,
+        started_at: float | None,
+        finished_at: float | None,
+        error: str | None,
+        traceback: str | None,
+    ) -> None:
+        self._pending.tries[(run_id, task_id, try_number)] = (
+            run_id,
+            task_id,
+            try_number,
+            state,
+            started_at,
+            finished_at,
+            error,
+            traceback,
+        )
+        self._wakeup.set()
+
+    def save_checkpoint(self, run_id: str, task_id: str, value: bytes) -> None:
+        self._pending.checkpoints[(run_id, task_id)] = (value, run_id, task_id)
+        self._wakeup.set()
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self._pending.other.append((sql, params))
+        self._wakeup.set()
+
+    # -- waiting for durability ---------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Return once every change recorded before this call is committed."""
+        batch = self._pending
+        if not batch:
+            batch = self._in_flight  # type: ignore[assignment]
+            if batch is None:
+                return
+        else:
+            self._wakeup.set()
+        await batch.committed.wait()
+        if batch.error is not None:
+            raise StoreError(f"state store write failed: {batch.error}") from batch.error
+
+    @property
+    def pending(self) -> int:
+        return self._pending.size()
+
+    # -- the writer loop ----------------------------------------------------------------------------
+
+    async def serve(self) -> NoReturn:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+            batch = self._pending
+            if not batch:
+                continue
+            self._pending = _Batch()
+            self._in_flight = batch
+            await self._commit_with_retry(batch)
+            self._in_flight = None
+            batch.committed.set()
+
+    async def drain(self) -> None:
+        """Commit what is left (at shutdown, after ``serve`` was cancelled): the batch whose commit
+        was interrupted, then the pending one."""
+        for batch in (self._in_flight, self._pending):
+            if batch is None or batch.committed.is_set():
+                continue
+            if batch:
+                try:
+                    await self._commit(batch)
+                except (sqlite3.Error, ValueError) as exc:
+                    batch.error = exc
+                    log.error(
+                        "state store: final write of %d changes failed: %s", batch.size(), exc
+                    )
+            batch.committed.set()
+        self._in_flight = None
+        self._pending = _Batch()
+
+    async def _commit_with_retry(self, batch: _Batch) -> None:
+        attempt = 0
+        while True:
+            try:
+                with anyio.CancelScope(shield=True):  # a commit, once begun, always completes
+                    await self._commit(batch)
+            except sqlite3.OperationalError as exc:
+                # disk full, read-only file, locked by another process: keep the batch and try again
+                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+                attempt += 1
+                self.healthy = False
+                self.last_error = str(exc)
+                log.error(
+                    "state store write failed (%s); holding %d changes, retrying in %.2fs",
+                    exc,
+                    batch.size(),
+                    delay,
+                )
+                await anyio.sleep(delay)
+                continue
+            except (sqlite3.Error, ValueError) as exc:
+                log.exception("state store rejected a batch of %d changes", batch.size())
+                batch.error = exc
+                self.last_error = str(exc)
+                return
+            if not self.healthy:
+                log.warning("state store writes recovered")
+            self.healthy = True
+            self.last_error = None
+            return
+
+    async def _commit(self, batch: _Batch) -> None:
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.new_runs:
+                await conn.executemany(q.INSERT_RUN, batch.new_runs)
+            if batch.new_tasks:
+                await conn.executemany(q.INSERT_TASK, batch.new_tasks)
+            if batch.tasks:
+                await conn.executemany(q.UPDATE_TASK, batch.tasks.values())
+            if batch.runs:
+                await conn.executemany(q.UPDATE_RUN, batch.runs.values())
+            if batch.tries:
+                await conn.executemany(q.UPSERT_TRY, batch.tries.values())
+            if batch.checkpoints:
+                await conn.executemany(q.UPDATE_CHECKPOINT, batch.checkpoints.values())
+            for sql, params in batch.other:
+                await conn.execute(sql, params)
+            await conn.commit()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.rollback()
+            raise
+        self.commits += 1
+        self.rows_written += batch.size()
+
