@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,7 @@ class Context:
         logical_date: datetime | None,
         event: Mapping[str, Any] | None,
         last_checkpoint: Any,
-        save_checkpoint: Callable[[Any], Awaitable[None]],
+        save_checkpoint: Callable[[Any], Coroutine[Any, Any, None]],
     ) -> None:
         self.dag_id = dag_id
         self.run_id = run_id

@@ -49,7 +49,9 @@ class TaskOptions:
         if self.concurrency is not None and (
             not isinstance(self.concurrency, int) or self.concurrency < 1
         ):
-            raise DAGError(f"task {name!r}: concurrency must be an int >= 1, got {self.concurrency!r}")
+            raise DAGError(
+                f"task {name!r}: concurrency must be an int >= 1, got {self.concurrency!r}"
+            )
         if self.pool is not None and (not isinstance(self.pool, str) or not self.pool):
             raise DAGError(f"task {name!r}: pool must be a non-empty string, got {self.pool!r}")
         if not isinstance(self.priority, int):
@@ -230,7 +232,7 @@ class _DAGBuilder:
                 arguments[name] = CONTEXT
             elif name in bound.arguments:
                 arguments[name] = bound.arguments[name]
-        full = inspect.BoundArguments(definition.signature, arguments)  # type: ignore[arg-type]
+        full = inspect.BoundArguments(definition.signature, arguments)  # type: ignore[arg-type,unused-ignore]
         bound_args = tuple(self._arg(v, refs, task_id) for v in full.args)
         bound_kwargs = {k: self._arg(v, refs, task_id) for k, v in full.kwargs.items()}
         if definition.options.trigger_rule is TriggerRule.ALWAYS and refs:
@@ -297,9 +299,7 @@ class _DAGBuilder:
                     f"DAG {self.dag_id!r}: unknown reference to {ref.task_id!r} in a >> edge"
                 )
         if source.task_id == target.task_id:
-            raise DAGError(
-                f"DAG {self.dag_id!r}: cycle {source.task_id} -> {source.task_id}"
-            )
+            raise DAGError(f"DAG {self.dag_id!r}: cycle {source.task_id} -> {source.task_id}")
         self.order_edges.append((source.task_id, target.task_id))
 
 
@@ -350,7 +350,9 @@ class DAG:
     def __repr__(self) -> str:
         return f"<DAG {self.dag_id} ({len(self.tasks)} tasks)>"
 
-    def validate_params(self, given: Mapping[str, Any] | None, *, strict: bool = True) -> dict[str, Any]:
+    def validate_params(
+        self, given: Mapping[str, Any] | None, *, strict: bool = True
+    ) -> dict[str, Any]:
         """The run's params: ``given`` over the defaults, checked and coerced by annotation.
 
         ``strict=False`` (event-triggered runs) keeps keys the DAG does not declare instead of rejecting them.
@@ -377,7 +379,14 @@ class DAG:
         """A JSON-ready description of the graph (for the store, the CLI and the API)."""
         return {
             "dag_id": self.dag_id,
-            "params": {n: p.default for n, p in self.params.items()},
+            "params": {
+                n: {
+                    "default": p.default,
+                    "required": p.required,
+                    "type": getattr(p.annotation, "__name__", None),
+                }
+                for n, p in self.params.items()
+            },
             "tasks": [
                 {
                     "task_id": tid,

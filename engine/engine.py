@@ -116,14 +116,7 @@ class Engine:
             raise DAGError(f"expected a DAG built with @dag, got {d!r}")
         if d.dag_id in self._dags and self._dags[d.dag_id] is not d:
             raise DAGError(f"two different DAGs are named {d.dag_id!r}")
-        for node in d.tasks.values():
-            pool = node.options.pool
-            if pool is not None and pool not in self.pools:
-                raise DAGError(
-                    f"DAG {d.dag_id!r}, task {node.task_id!r}: pool {pool!r} is not configured; "
-                    f"add it to Engine(pools={{{pool!r}: N}}) (configured: "
-                    f"{', '.join(self.pools) or 'none'})"
-                )
+        check_pools(d, self.pools)
         self._dags[d.dag_id] = d
 
     @property
@@ -178,6 +171,23 @@ class Engine:
     ) -> bool | None:
         return await self._shutdown(exc)
 
+    def stop_now(self) -> None:
+        """Cut the shutdown grace short: cancel in-flight tasks at once (they run again next start).
+
+        For a second Ctrl-C; call it while the engine is stopping."""
+        self._stopping = True
+        self._cancel_in_flight("shutdown")
+
+    def _cancel_in_flight(self, reason: str) -> int:
+        cancelled = 0
+        for run in self._active.values():
+            for rec in run.tasks.values():
+                if rec.scope is not None and rec.cancel_reason is None:
+                    rec.cancel_reason = reason
+                    rec.scope.cancel()
+                    cancelled += 1
+        return cancelled
+
     async def _shutdown(self, exc: BaseException | None) -> bool | None:
         assert self._tg is not None
         self._stopping = True
@@ -193,11 +203,7 @@ class Engine:
                         self._in_flight,
                         self.shutdown_grace,
                     )
-                    for run in self._active.values():
-                        for rec in run.tasks.values():
-                            if rec.scope is not None:
-                                rec.cancel_reason = "shutdown"
-                                rec.scope.cancel()
+                    self._cancel_in_flight("shutdown")
                     with anyio.move_on_after(5):
                         await self._idle.wait()
                 self._tg.cancel_scope.cancel()
@@ -422,10 +428,12 @@ class Engine:
                 self._recover_crashed_try(run, rec, now)
             elif rec.state in (TaskState.QUEUED, TaskState.PAUSED):
                 rec.state = TaskState.PENDING
+            if rec.state is TaskState.SUCCESS:
+                run.results[tid] = rec.result  # downstream tasks read it, the task never re-runs
             run.tasks[tid] = rec
             states[tid] = rec.state
         run.progress = RunProgress(graph_spec_of(dag), states)
-        for tid, rec in run.tasks.items():
+        for rec in run.tasks.values():
             if rec.state is TaskState.UP_FOR_RETRY:
                 self._schedule_retry(run, rec, rec.next_try_at or now)
         if run.state is RunState.RUNNING:
@@ -434,8 +442,8 @@ class Engine:
             self._start_run(run)
         elif run.state is RunState.QUEUED:
             self._admit(run)
-        if recovering and run.state is RunState.RUNNING:
-            log.info("resumed run %s of %s", run.run_id, dag.dag_id)
+        if recovering and snapshot.state is RunState.RUNNING:
+            log.info("resuming run %s of %s", run.run_id, dag.dag_id)
 
     def _recover_crashed_try(self, run: ActiveRun, rec: TaskRecord, now: float) -> None:
         """A try was running when the engine died: it counts; retry if tries are left."""
@@ -503,7 +511,9 @@ class Engine:
             rec.state = TaskState.QUEUED
             rec.queued_at = now
             self._write_task(run, rec)
-            self._ready.push((run, rec), priority=rec.node.options.priority, limits=rec.limit_keys(dag_id))
+            self._ready.push(
+                (run, rec), priority=rec.node.options.priority, limits=rec.limit_keys(dag_id)
+            )
         self._wake_dispatcher()
 
     def _maybe_finish(self, run: ActiveRun, force: RunState | None = None) -> None:
@@ -533,6 +543,7 @@ class Engine:
             if waiting and not self._stopping:
                 self._admit(waiting.popleft())
         run.done.set()
+        log.info("run %s of %s finished: %s", run.run_id, dag_id, run.state.value)
         callback = run.dag.on_success if run.state is RunState.SUCCESS else run.dag.on_failure
         if callback is not None and run.state is not RunState.CANCELLED:
             await _call_callback(callback, await self.get_run(run.run_id), f"DAG {dag_id!r}")
@@ -581,7 +592,9 @@ class Engine:
         self._ready.release(limits)
         self._wake_dispatcher()
 
-    async def _run_task(self, run: ActiveRun, rec: TaskRecord, limits: tuple[LimitKey, ...]) -> None:
+    async def _run_task(
+        self, run: ActiveRun, rec: TaskRecord, limits: tuple[LimitKey, ...]
+    ) -> None:
         assert self._thread_limiter is not None and rec.scope is not None
         node = rec.node
         ctx: Context | None = None
@@ -658,7 +671,9 @@ class Engine:
         if state is TaskState.FAILED:
             log.error("%s/%s failed: %s", run.run_id, tid, outcome.message)
         self._record_try_final(run, rec, state, outcome, now)
-        self._finish_task(run, rec, state, error=outcome.message, traceback=outcome.traceback, now=now)
+        self._finish_task(
+            run, rec, state, error=outcome.message, traceback=outcome.traceback, now=now
+        )
         if state is TaskState.SUCCESS:
             self._callbacks(run, rec, ctx, "on_success", None)
         elif state is TaskState.FAILED:
@@ -755,7 +770,9 @@ class Engine:
         ctx.error = error
         assert self._tg is not None
         for cb in callbacks:
-            self._tg.start_soon(_call_callback, cb, ctx, f"task {run.dag.dag_id}.{rec.task_id} {which}")
+            self._tg.start_soon(
+                _call_callback, cb, ctx, f"task {run.dag.dag_id}.{rec.task_id} {which}"
+            )
 
     # -- retries --------------------------------------------------------------------------------------
 
@@ -775,6 +792,7 @@ class Engine:
                 self._retry_wakeup = anyio.Event()
                 with anyio.move_on_after(math.inf) as scope:
                     async with anyio.create_task_group() as tg:
+
                         async def wake_on_new_entry() -> None:
                             await self._retry_wakeup.wait()
                             scope.cancel()
@@ -796,6 +814,18 @@ class Engine:
                 self._apply(run, [tid], [])
 
 
+def check_pools(d: DAG, pools: Mapping[str, int]) -> None:
+    """Raise ``DAGError`` if a task of ``d`` names a pool that is not configured."""
+    for node in d.tasks.values():
+        pool = node.options.pool
+        if pool is not None and pool not in pools:
+            raise DAGError(
+                f"DAG {d.dag_id!r}, task {node.task_id!r}: pool {pool!r} is not configured; "
+                f"add it to Engine(pools={{{pool!r}: N}}) or `podium run --pool {pool}=N` "
+                f"(configured: {', '.join(pools) or 'none'})"
+            )
+
+
 async def _call_callback(callback: Callable[..., Any], arg: Any, what: str) -> None:
     """Run a user callback; its failure is logged with its traceback and changes nothing else."""
     try:
@@ -810,7 +840,12 @@ async def _call_callback(callback: Callable[..., Any], arg: Any, what: str) -> N
 def _dag_upsert(d: DAG, now: float) -> tuple[str, tuple[Any, ...]]:
     from .store import queries
 
-    return queries.UPSERT_DAG, (d.dag_id, serialization.dumps(d.describe()), d.source_file, now)
+    return queries.UPSERT_DAG, (
+        d.dag_id,
+        serialization.dumps_for_display(d.describe()),
+        d.source_file,
+        now,
+    )
 
 
 def _new_run_id(now: float) -> str:
@@ -818,4 +853,3 @@ def _new_run_id(now: float) -> str:
 
 
 __all__ = ["Engine"]
-

@@ -55,7 +55,7 @@ class SourceError(TriggerError):
     """An event source (Kafka, SQS, S3) failed; the message names the topic, queue or bucket."""
 
 
-class Skip(Exception):  # noqa: N818 - reads as a verb at the raise site: ``raise Skip("no new files")``
+class Skip(Exception):
     """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
 
 

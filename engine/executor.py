@@ -73,7 +73,9 @@ async def run_try(
     value: Any = None
     try:
         ctx = context_factory() if node.context_param is not None else None
-        args = [resolve(a.value, results, params, ctx) if a.has_refs else a.value for a in node.args]
+        args = [
+            resolve(a.value, results, params, ctx) if a.has_refs else a.value for a in node.args
+        ]
         kwargs = {
             k: resolve(a.value, results, params, ctx) if a.has_refs else a.value
             for k, a in node.kwargs.items()

@@ -47,7 +47,9 @@ class ReadyQueue:
 
     def push(self, payload: Any, *, priority: int = 0, limits: tuple[LimitKey, ...] = ()) -> None:
         """Add a ready task; ``limits`` are the keyed limits it needs a slot of (unknown keys: unlimited)."""
-        item = ReadyItem((-priority, next(self._seq)), payload, tuple(k for k in limits if k in self.capacities))
+        item = ReadyItem(
+            (-priority, next(self._seq)), payload, tuple(k for k in limits if k in self.capacities)
+        )
         heapq.heappush(self._heap, item)
 
     def pop_startable(self, max_items: int | None = None) -> list[tuple[Any, tuple[LimitKey, ...]]]:

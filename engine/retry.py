@@ -47,9 +47,7 @@ class RetryPolicy:
             return False
         return error is None or isinstance(error, self.retry_on)
 
-    def delay_before(
-        self, try_number: int, rand: Callable[[], float] = random.random
-    ) -> float:
+    def delay_before(self, try_number: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before try ``try_number + 1``, after try ``try_number`` failed."""
         base = self.delay * self.backoff ** max(try_number - 1, 0)
         if self.jitter:

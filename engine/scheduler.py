@@ -146,9 +146,7 @@ class RunProgress:
             raise ValueError("use finish() for final states")
         self.states[tid] = state
 
-    def _settle(
-        self, candidates: Iterable[str]
-    ) -> tuple[list[str], list[tuple[str, TaskState]]]:
+    def _settle(self, candidates: Iterable[str]) -> tuple[list[str], list[tuple[str, TaskState]]]:
         ready: list[str] = []
         resolved: list[tuple[str, TaskState]] = []
         stack = list(candidates)
@@ -200,7 +198,5 @@ def graph_spec(
         order=tuple(order),
         upstream={tid: tuple(upstream.get(tid, ())) for tid in order},
         downstream={tid: tuple(v) for tid, v in downstream.items()},
-        trigger_rule={
-            tid: (trigger_rule or {}).get(tid, TriggerRule.ALL_SUCCESS) for tid in order
-        },
+        trigger_rule={tid: (trigger_rule or {}).get(tid, TriggerRule.ALL_SUCCESS) for tid in order},
     )

@@ -17,6 +17,11 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=_OPTIONS)
 
 
+def dumps_for_display(value: Any) -> bytes:
+    """Like ``dumps`` but never fails: values orjson cannot encode are stored as their ``repr``."""
+    return orjson.dumps(value, default=repr, option=_OPTIONS)
+
+
 def loads(data: bytes | str | None) -> Any:
     if data is None:
         return None
@@ -28,7 +33,9 @@ def encode_result(value: Any, *, what: str, max_bytes: int | None) -> bytes:
     try:
         data = orjson.dumps(value, option=_OPTIONS)
     except TypeError as exc:
-        raise ResultError(f"{what} is not JSON-serializable: {_describe_type_error(value, exc)}") from None
+        raise ResultError(
+            f"{what} is not JSON-serializable: {_describe_type_error(value, exc)}"
+        ) from None
     if max_bytes is not None and len(data) > max_bytes:
         raise ResultError(
             f"{what} is {len(data):,} bytes, over the {max_bytes:,}-byte cap "

@@ -4,4 +4,12 @@ from .lock import OwnerLock, is_owned
 from .store import Durability, Store, run_from_row, task_from_row
 from .writer import StoreWriter
 
-__all__ = ["Durability", "OwnerLock", "Store", "StoreWriter", "is_owned", "run_from_row", "task_from_row"]
+__all__ = [
+    "Durability",
+    "OwnerLock",
+    "Store",
+    "StoreWriter",
+    "is_owned",
+    "run_from_row",
+    "task_from_row",
+]

@@ -57,8 +57,12 @@ ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, hostname = excluded.hostname,
 """
 CLEAR_OWNER = "DELETE FROM engine_owner WHERE id = 1 AND pid = ?"
 
-SELECT_DAG = "SELECT dag_id, description, source_file, paused, updated_at FROM dags WHERE dag_id = ?"
-SELECT_DAGS = "SELECT dag_id, description, source_file, paused, updated_at FROM dags ORDER BY dag_id"
+SELECT_DAG = (
+    "SELECT dag_id, description, source_file, paused, updated_at FROM dags WHERE dag_id = ?"
+)
+SELECT_DAGS = (
+    "SELECT dag_id, description, source_file, paused, updated_at FROM dags ORDER BY dag_id"
+)
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
 SELECT_RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM runs WHERE dag_id = ? AND run_key = ?"

@@ -16,7 +16,7 @@ import anyio
 
 from .. import serialization
 from ..errors import RunNotFoundError, StoreError
-from ..models import RunSource, Run, TaskInstance, TaskTry, epoch_to_datetime
+from ..models import Run, RunSource, TaskInstance, TaskTry, epoch_to_datetime
 from ..states import RunState, TaskState
 from . import queries as q
 from .lock import OwnerLock
@@ -157,7 +157,7 @@ class Store:
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         assert self._read is not None, "store is not open"
         async with self._read.execute(sql, params) as cur:
-            return list(await cur.fetchall())  # type: ignore[arg-type]
+            return list(await cur.fetchall())
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         assert self._read is not None, "store is not open"
@@ -243,7 +243,7 @@ def run_from_row(
 
 
 def task_from_row(row: Sequence[Any], tries: tuple[TaskTry, ...] = ()) -> TaskInstance:
-    (run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at,
+    (_run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at,
      result, error, traceback, checkpoint) = row  # fmt: skip
     return TaskInstance(
         task_id=task_id,

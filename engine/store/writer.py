@@ -276,4 +276,3 @@ class StoreWriter:
             raise
         self.commits += 1
         self.rows_written += batch.size()
-

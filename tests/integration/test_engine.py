@@ -20,7 +20,6 @@ from engine import (
     RunState,
     Skip,
     StoreLockedError,
-    TaskState,
     dag,
     task,
 )
@@ -318,7 +317,9 @@ async def test_checkpoint_is_durable_and_read_back_on_retry(db: Path) -> None:
 
 async def test_second_engine_on_the_same_file_is_refused(db: Path) -> None:
     async with Engine(db, dags=[numbers]):
-        with pytest.raises(StoreLockedError, match=rf"{db.name} is in use by another Podium engine \(pid="):
+        with pytest.raises(
+            StoreLockedError, match=rf"{db.name} is in use by another Podium engine \(pid="
+        ):
             async with Engine(db, dags=[numbers]):
                 pass
     async with Engine(db, dags=[numbers]) as podium:  # released on exit

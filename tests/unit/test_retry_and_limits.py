@@ -28,9 +28,7 @@ def test_exponential_backoff_capped_after_jitter() -> None:
     assert policy.delay_before(5, rand=lambda: 1.0) == 30
 
 
-@given(
-    st.integers(1, 30), st.floats(0, 100), st.floats(1, 4), st.floats(0, 1), st.floats(0, 500)
-)
+@given(st.integers(1, 30), st.floats(0, 100), st.floats(1, 4), st.floats(0, 1), st.floats(0, 500))
 def test_delay_never_exceeds_max_delay(
     try_number: int, delay: float, backoff: float, jitter: float, cap: float
 ) -> None:
@@ -76,7 +74,9 @@ def test_random_workload_never_exceeds_any_limit_and_runs_everything(data: st.Da
     n = data.draw(st.integers(1, 60))
     key_sets = [(), ("p1",), ("p2",), ("p1", "p2")]
     for i in range(n):
-        q.push(i, priority=data.draw(st.integers(0, 2)), limits=data.draw(st.sampled_from(key_sets)))
+        q.push(
+            i, priority=data.draw(st.integers(0, 2)), limits=data.draw(st.sampled_from(key_sets))
+        )
     rng = random.Random(data.draw(st.integers(0, 2**16)))
     running: list[tuple[int, tuple[str, ...]]] = []
     done = 0

@@ -11,9 +11,7 @@ S, F, K, UF = TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.
 
 
 def diamond(rules: dict[str, TriggerRule] | None = None) -> RunProgress:
-    spec = graph_spec(
-        ["a", "b", "c", "d"], {"b": ["a"], "c": ["a"], "d": ["b", "c"]}, rules or {}
-    )
+    spec = graph_spec(["a", "b", "c", "d"], {"b": ["a"], "c": ["a"], "d": ["b", "c"]}, rules or {})
     return RunProgress(spec)
 
 

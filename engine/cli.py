@@ -1,0 +1,449 @@
+"""The ``podium`` command: serve DAG files, trigger runs, and look at runs.
+
+Signals are handled here and only here: the first SIGINT/SIGTERM drains gracefully, a second one stops
+at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import orjson
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+
+from . import serialization
+from .dag import DAG
+from .engine import Engine, check_pools
+from .errors import PodiumError, RunNotFoundError
+from .loader import load_dags
+from .models import Run
+from .states import RunState
+from .store import Store, is_owned
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+RUN_STYLE = {
+    "success": "green",
+    "failed": "bold red",
+    "running": "cyan",
+    "queued": "grey62",
+    "cancelled": "magenta",
+    "paused": "yellow",
+}
+TASK_STYLE = {
+    **RUN_STYLE,
+    "pending": "grey50",
+    "up_for_retry": "yellow",
+    "upstream_failed": "red",
+    "skipped": "grey58",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=True)],
+    )
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    try:
+        code = anyio.run(args.handler, args)
+    except PodiumError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podium", description="Podium: an asyncio orchestration engine with durable state."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve the DAGs in PATH until SIGTERM/SIGINT")
+    run.add_argument("path", help="a DAG file (.py) or a folder of them")
+    _db_arg(run)
+    run.add_argument("--max-tasks", type=int, default=64, help="live tasks at most (default 64)")
+    run.add_argument("--max-threads", type=int, default=8, help="threads for sync tasks")
+    run.add_argument(
+        "--pool", action="append", default=[], metavar="NAME=SLOTS", help="a task pool; repeatable"
+    )
+    run.add_argument(
+        "--grace", type=float, default=30.0, help="seconds running tasks get to finish on stop"
+    )
+    run.add_argument("--durability", choices=["normal", "full"], default="normal")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(handler=cmd_run)
+
+    trigger = sub.add_parser("trigger", help="queue a run (served now if an engine serves FILE)")
+    trigger.add_argument("dag_id")
+    _db_arg(trigger)
+    trigger.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="repeatable; JSON values"
+    )
+    trigger.add_argument("--key", help="idempotency key: the same key returns the existing run")
+    trigger.add_argument("--wait", action="store_true", help="wait and exit 0/1 by the outcome")
+    trigger.add_argument(
+        "--path",
+        help="DAG file or folder: validates params, and with --wait runs the DAG here "
+        "when no engine serves FILE",
+    )
+    trigger.set_defaults(handler=cmd_trigger)
+
+    runs = sub.add_parser("runs", help="list runs, newest first")
+    _db_arg(runs)
+    runs.add_argument("--dag", dest="dag_id")
+    runs.add_argument("--state", choices=[s.value for s in RunState])
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    runs.set_defaults(handler=cmd_runs)
+
+    show = sub.add_parser("show", help="one run and its tasks")
+    show.add_argument("run_id")
+    _db_arg(show)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_show)
+
+    dags = sub.add_parser("dags", help="the DAGs an engine registered in FILE")
+    _db_arg(dags)
+    dags.set_defaults(handler=cmd_dags)
+    return parser
+
+
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        default=os.environ.get("PODIUM_DB", "podium.db"),
+        help="state file (default: $PODIUM_DB or podium.db)",
+    )
+
+
+# -- podium run ---------------------------------------------------------------------------------------
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    result = load_dags(args.path)
+    for error in result.errors:
+        err_console.print(f"[bold red]error:[/] {error}")
+    if not result.dags:
+        err_console.print(f"[bold red]error:[/] no DAGs found in {args.path}")
+        return 2
+    pools = _parse_pairs(args.pool, "--pool", int)
+    dags: list[DAG] = []
+    for d in result.dags:
+        try:
+            check_pools(d, pools)
+        except PodiumError as exc:
+            err_console.print(f"[bold red]error:[/] {d.source_file}: {exc}")
+            continue
+        dags.append(d)
+    if not dags:
+        return 2
+    engine = Engine(
+        args.db,
+        dags=dags,
+        max_tasks=args.max_tasks,
+        max_threads=args.max_threads,
+        pools=pools,
+        shutdown_grace=args.grace,
+        durability=args.durability,
+    )
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    if count == 1:
+                        err_console.print(
+                            f"{signal.Signals(signum).name}: stopping; running tasks get "
+                            f"{args.grace:g}s (send again to stop at once)"
+                        )
+                        stop.set()
+                    else:
+                        err_console.print("stopping now")
+                        engine.stop_now()
+
+        tg.start_soon(watch_signals)
+        async with engine:
+            names = ", ".join(d.dag_id for d in dags)
+            err_console.print(
+                f"podium serving {len(dags)} DAG(s) from {args.path} on {args.db} "
+                f"(pid {os.getpid()}): {names}"
+            )
+            await stop.wait()
+        tg.cancel_scope.cancel()
+    err_console.print("podium stopped")
+    return 0
+
+
+# -- podium trigger -----------------------------------------------------------------------------------
+
+
+async def cmd_trigger(args: argparse.Namespace) -> int:
+    params = _parse_pairs(args.param, "--param", _parse_value)
+    local_dags: dict[str, DAG] = {}
+    if args.path:
+        loaded = load_dags(args.path)
+        for error in loaded.errors:
+            err_console.print(f"[bold red]error:[/] {error}")
+        local_dags = {d.dag_id: d for d in loaded.dags}
+    async with Store(args.db, owner=False) as store:
+        dag_obj = local_dags.get(args.dag_id)
+        if dag_obj is not None:
+            run_params = dag_obj.validate_params(params)
+            task_ids: Sequence[str] = dag_obj.order
+        else:
+            row = await store.dag_row(args.dag_id)
+            if row is None:
+                raise PodiumError(
+                    f"DAG {args.dag_id!r} is not known to {args.db}: serve it once with "
+                    f"`podium run PATH --db {args.db}`, or pass --path PATH"
+                )
+            description = serialization.loads(row[1])
+            run_params = _validate_against_description(args.dag_id, description, params)
+            task_ids = [t["task_id"] for t in description["tasks"]]
+        run = await _queue_run(store, args.dag_id, run_params, args.key, task_ids)
+    served = is_owned(args.db)
+    console.print(
+        f"run [bold]{run.run_id}[/] of {run.dag_id}: {run.state.value}"
+        + ("" if served else f"  (no engine serves {args.db} now; it starts with the next one)")
+    )
+    if not args.wait:
+        return 0
+    if not served and dag_obj is not None and not run.finished:
+        async with Engine(args.db, dags=list(local_dags.values())) as engine:
+            final = await _follow(args.db, run.run_id)
+            await engine.wait_run(run.run_id)
+    else:
+        final = await _follow(args.db, run.run_id)
+    _print_run(final)
+    return 0 if final.state is RunState.SUCCESS else 1
+
+
+async def _queue_run(
+    store: Store,
+    dag_id: str,
+    params: dict[str, Any],
+    key: str | None,
+    task_ids: Sequence[str],
+) -> Run:
+    from .engine import _new_run_id
+
+    now = time.time()
+    run_id = _new_run_id(now)
+    run_key = key if key is not None else f"manual:{run_id}"
+    existing = await store.find_run(dag_id, run_key)
+    if existing is None:
+        store.writer.insert_run(
+            (run_id, dag_id, run_key, "queued", serialization.dumps(params), now, "cli", None, now),
+            task_ids,
+        )
+        await store.writer.flush()
+        existing = await store.find_run(dag_id, run_key)
+    return await store.get_run(existing[1])
+
+
+def _validate_against_description(
+    dag_id: str, description: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    from .errors import ParamError
+
+    declared: dict[str, Any] = description.get("params", {})
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ParamError(
+            f"DAG {dag_id!r}: unknown param(s) {', '.join(unknown)} "
+            f"(declared: {', '.join(declared) or 'none'})"
+        )
+    for name, spec in declared.items():
+        if spec.get("required") and name not in params:
+            raise ParamError(f"DAG {dag_id!r}: missing required param {name!r}")
+    return params
+
+
+async def _follow(db: str, run_id: str) -> Run:
+    """Poll the state file until the run finishes, showing its tasks live."""
+    async with Store(db, owner=False) as store:
+        with Live(console=console, refresh_per_second=8, transient=True) as live:
+            while True:
+                run = await store.get_run(run_id)
+                live.update(_task_table(run))
+                if run.finished:
+                    return run
+                await anyio.sleep(0.2)
+
+
+# -- podium runs / show / dags ------------------------------------------------------------------------
+
+
+async def cmd_runs(args: argparse.Namespace) -> int:
+    async with Store(args.db, owner=False) as store:
+        runs = await store.list_runs(dag_id=args.dag_id, state=args.state, limit=args.limit)
+    if args.json:
+        for r in runs:
+            sys.stdout.write(orjson.dumps(_run_json(r)).decode() + "\n")
+        return 0
+    table = Table(title=f"runs in {args.db}", title_justify="left")
+    for col in ("run", "dag", "state", "trigger", "created (UTC)", "duration", "note"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(
+            r.run_id,
+            r.dag_id,
+            f"[{RUN_STYLE.get(r.state.value, '')}]{r.state.value}[/]",
+            r.trigger,
+            _fmt_time(r.created_at),
+            _fmt_duration(r.duration),
+            r.note or "",
+        )
+    console.print(table)
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    async with Store(args.db, owner=False) as store:
+        try:
+            run = await store.get_run(args.run_id)
+        except RunNotFoundError as exc:
+            raise PodiumError(str(exc)) from None
+    if args.json:
+        sys.stdout.write(orjson.dumps(_run_json(run, with_tasks=True)).decode() + "\n")
+        return 0
+    _print_run(run)
+    return 0
+
+
+async def cmd_dags(args: argparse.Namespace) -> int:
+    async with Store(args.db, owner=False) as store:
+        rows = await store.dag_rows()
+    table = Table(title=f"DAGs in {args.db}", title_justify="left")
+    for col in ("dag", "tasks", "params", "triggers", "source"):
+        table.add_column(col)
+    for dag_id, description, source, _paused, _updated in rows:
+        d = serialization.loads(description)
+        table.add_row(
+            dag_id,
+            str(len(d.get("tasks", []))),
+            ", ".join(d.get("params", {})),
+            ", ".join(d.get("triggers", [])),
+            source or "",
+        )
+    console.print(table)
+    return 0
+
+
+def _print_run(run: Run) -> None:
+    style = RUN_STYLE.get(run.state.value, "")
+    console.print(
+        f"run [bold]{run.run_id}[/] of [bold]{run.dag_id}[/]: [{style}]{run.state.value}[/]"
+        f"  trigger={run.trigger} key={run.key} duration={_fmt_duration(run.duration)}"
+    )
+    if run.params:
+        console.print(f"params: {orjson.dumps(run.params).decode()}")
+    if run.note:
+        console.print(f"note: {run.note}")
+    console.print(_task_table(run))
+
+
+def _task_table(run: Run) -> Table:
+    table = Table(title_justify="left")
+    for col in ("task", "state", "try", "started (UTC)", "duration", "error"):
+        table.add_column(col)
+    for tid, ti in sorted(run.tasks.items(), key=lambda kv: (kv[1].started_at or 1e18, kv[0])):
+        error = (ti.error or "").strip().splitlines()
+        table.add_row(
+            tid,
+            f"[{TASK_STYLE.get(ti.state.value, '')}]{ti.state.value}[/]",
+            str(ti.try_number),
+            _fmt_time(ti.started_at),
+            _fmt_duration(ti.duration),
+            error[-1] if error else "",
+        )
+    return table
+
+
+def _run_json(run: Run, with_tasks: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "run_id": run.run_id,
+        "dag_id": run.dag_id,
+        "key": run.key,
+        "state": run.state.value,
+        "params": run.params,
+        "trigger": run.trigger,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "note": run.note,
+    }
+    if with_tasks:
+        data["tasks"] = {
+            tid: {
+                "state": ti.state.value,
+                "try_number": ti.try_number,
+                "result": ti.result,
+                "error": ti.error,
+                "started_at": ti.started_at,
+                "finished_at": ti.finished_at,
+                "tries": [
+                    {"try_number": t.try_number, "state": t.state.value, "error": t.error}
+                    for t in ti.tries
+                ],
+            }
+            for tid, ti in run.tasks.items()
+        }
+    return data
+
+
+def _fmt_time(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _parse_pairs(items: Sequence[str], flag: str, convert: Any) -> dict[str, Any]:
+    pairs: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise PodiumError(f"{flag} expects NAME=VALUE, got {item!r}")
+        try:
+            pairs[name] = convert(value)
+        except ValueError:
+            raise PodiumError(f"{flag} {name}: invalid value {value!r}") from None
+    return pairs

@@ -1,0 +1,100 @@
+"""Loading DAG files: every ``DAG`` defined at module level in a .py file or a folder of them.
+
+A file that fails to import is reported with its path and line, and the other files still load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dag import DAG
+
+
+@dataclass(frozen=True)
+class LoadError:
+    path: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class LoadResult:
+    dags: list[DAG] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+
+
+def dag_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(
+        p for p in path.rglob("*.py") if not p.name.startswith("_") and "__pycache__" not in p.parts
+    )
+
+
+def load_dags(path: str | Path) -> LoadResult:
+    """Import each DAG file under ``path`` and collect its DAGs; never raises for a bad file."""
+    root = Path(path).resolve()
+    result = LoadResult()
+    if not root.exists():
+        result.errors.append(LoadError(root, None, "no such file or directory"))
+        return result
+    folder = root if root.is_dir() else root.parent
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))  # so DAG files can import their neighbours
+    seen: dict[str, Path] = {}
+    for file in dag_files(root):
+        try:
+            found = _import_dags(file)
+        except Exception as exc:  # a broken DAG file must not stop the others
+            result.errors.append(_describe_import_error(file, exc))
+            continue
+        for d in found:
+            if d.dag_id in seen and seen[d.dag_id] != file:
+                result.errors.append(
+                    LoadError(
+                        file, None, f"DAG id {d.dag_id!r} is already defined in {seen[d.dag_id]}"
+                    )
+                )
+                continue
+            seen[d.dag_id] = file
+            result.dags.append(d)
+    return result
+
+
+def _import_dags(file: Path) -> list[DAG]:
+    digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
+    name = f"podium_dags.{file.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    found: list[DAG] = []
+    for value in vars(module).values():
+        if isinstance(value, DAG) and value not in found:
+            found.append(value)
+    return found
+
+
+def _describe_import_error(file: Path, exc: Exception) -> LoadError:
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == file:
+        return LoadError(file, exc.lineno, f"SyntaxError: {exc.msg}")
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).resolve() == file:
+            line = frame.lineno
+    return LoadError(file, line, f"{type(exc).__name__}: {exc}")

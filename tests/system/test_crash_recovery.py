@@ -1,0 +1,206 @@
+"""Kill -9 a real `podium run` process at several points of a running DAG and restart it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DAG_FILE = Path(__file__).with_name("crash_dags.py")
+
+
+class Harness:
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = tmp_path / "state.db"
+        self.ledger = tmp_path / "ledger.txt"
+        self.gate = tmp_path / "gate"
+        self.ledger.touch()
+        self.env = {
+            **os.environ,
+            "PODIUM_TEST_LEDGER": str(self.ledger),
+            "PODIUM_TEST_GATE": str(self.gate),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.logs = tmp_path / "engine.log"
+        self.logs.touch()
+        self.starts = 0
+
+    def podium(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "engine", *args, "--db", str(self.db)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.logs.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine", "run", str(DAG_FILE), "--db", str(self.db)],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+        self.wait_until(
+            lambda: self.logs.read_text().count("podium serving") >= self.starts, "engine to serve"
+        )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def lines(self) -> list[str]:
+        return self.ledger.read_text().splitlines()
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"engine exited early:\n{self.logs.read_text()}")
+            time.sleep(0.02)
+        raise AssertionError(
+            f"timed out waiting for {what}; ledger={self.lines()}\n{self.logs.read_text()}"
+        )
+
+    def show(self, run_id: str) -> dict[str, Any]:
+        out = self.podium("show", run_id, "--json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def trigger(self, dag_id: str, key: str) -> str:
+        out = self.podium("trigger", dag_id, "--key", key)
+        assert out.returncode == 0, out.stderr
+        runs = self.podium("runs", "--json", "--dag", dag_id)
+        for line in runs.stdout.splitlines():
+            row = json.loads(line)
+            if row["key"] == key:
+                return str(row["run_id"])
+        raise AssertionError(f"run with key {key} not found: {runs.stdout}")
+
+    def wait_finished(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+
+        def finished() -> bool:
+            nonlocal result
+            result = self.show(run_id)
+            return result["state"] in ("success", "failed", "cancelled")
+
+        self.wait_until(finished, f"run {run_id} to finish", timeout)
+        return result
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    if h.proc is not None:
+        h.proc.kill()
+        h.proc.wait()
+
+
+def test_kill_while_a_task_runs_retries_it_and_never_reruns_committed_successes(
+    harness: Harness,
+) -> None:
+    harness.start()
+    run_id = harness.trigger("crashy", key="day-1")
+    harness.wait_until(
+        lambda: any(line.startswith("start blocking 1") for line in harness.lines()),
+        "blocking to start",
+    )
+    time.sleep(0.1)  # let the checkpoint commit (it is awaited before the gate wait)
+    harness.kill9()
+
+    harness.gate.touch()
+    harness.start()
+    run = harness.wait_finished(run_id)
+    harness.stop()
+
+    assert run["state"] == "success"
+    tasks = run["tasks"]
+    assert tasks["last"]["result"] == 20
+    lines = harness.lines()
+    assert [line for line in lines if line.startswith("start first")] == ["start first 1"]
+    assert [line for line in lines if line.startswith("start blocking")] == [
+        "start blocking 1 None",
+        "start blocking 2 {'page': 7}",  # the checkpoint survived the crash
+    ]
+    assert tasks["blocking"]["try_number"] == 2
+    assert tasks["blocking"]["tries"][0]["error"] == "engine stopped while running"
+    assert tasks["first"]["try_number"] == 1
+    # the same key after the crash returns the same run and creates nothing
+    assert harness.trigger("crashy", key="day-1") == run_id
+    assert len(harness.podium("runs", "--json").stdout.splitlines()) == 1
+
+
+def test_kill_fails_a_running_task_without_tries_left(harness: Harness) -> None:
+    harness.start()
+    run_id = harness.trigger("fragile", key="once")
+    harness.wait_until(lambda: "start no_retries 1" in harness.lines(), "task to start")
+    harness.kill9()
+    harness.gate.touch()
+    harness.start()
+    run = harness.wait_finished(run_id)
+    harness.stop()
+    assert run["state"] == "failed"
+    assert run["tasks"]["no_retries"]["state"] == "failed"
+    assert run["tasks"]["no_retries"]["error"] == "engine stopped while running"
+    assert run["tasks"]["after"]["state"] == "upstream_failed"
+    assert "start after" not in harness.lines()
+
+
+def test_kill_at_random_points_of_a_chain(harness: Harness) -> None:
+    seed = random.randrange(2**32)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    harness.gate.touch()
+    harness.start()
+    run_id = harness.trigger("chain", key="chain-1")
+    kills = 0
+    while kills < 4:
+        harness.wait_until(
+            lambda: any(line.startswith("start step") for line in harness.lines()), "chain start"
+        )
+        time.sleep(rng.uniform(0.0, 0.15))
+        state = harness.show(run_id)["state"]
+        if state == "success":
+            break
+        harness.kill9()
+        kills += 1
+        harness.start()
+    run = harness.wait_finished(run_id, timeout=60)
+    harness.stop()
+    assert run["state"] == "success", run
+    starts = Counter(line.split()[1] for line in harness.lines() if line.startswith("start"))
+    for i in range(8):
+        tid = f"step_{i}"
+        # every start was a counted try: the try number is durable before the task starts,
+        # and a task whose success was committed never started again
+        assert run["tasks"][tid]["try_number"] == starts[tid], (seed, tid, starts)
+        assert run["tasks"][tid]["result"] == i
