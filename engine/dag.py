@@ -406,9 +406,9 @@ _COERCIBLE = {int, float, bool, str}
 
 def _coerce(dag_id: str, param: DAGParam, value: Any) -> Any:
     target = param.annotation
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if target not in _COERCIBLE or isinstance(value, target) or value is None:
-        if target is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
         return value
     if isinstance(value, str):
         try:

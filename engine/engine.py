@@ -29,14 +29,18 @@ from typing import Any, Self
 import anyio
 import anyio.abc
 
+from sensors.base import Event, EventBatch, EventSource
+
 from . import serialization
 from .clock import Clock, SystemClock
 from .context import Context
 from .dag import DAG
 from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
 from .executor import Outcome, TryResult, run_try
+from .ingest import EventIngest
 from .limits import LimitKey, ReadyQueue
 from .models import Run, epoch_to_datetime
+from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
 from .scheduler import RunProgress
 from .states import RunState, TaskState
@@ -55,7 +59,9 @@ class Engine:
     ``max_threads``: worker threads for sync tasks. ``durability``: ``"normal"`` or ``"full"`` (fsync per
     commit). ``max_result_bytes``: cap on a stored result. ``shutdown_grace``: seconds in-flight tasks get
     to finish when the engine stops. ``poll_interval``: how often runs queued by other processes are
-    picked up.
+    picked up. ``sensors``: start the DAGs' event sources (Kafka, S3, timers); off, runs start only
+    by ``trigger``. ``high_water`` / ``low_water``: unfinished runs above which sensors stop pulling,
+    and below which they resume. ``bus_size``: event batches the bus holds before publishers wait.
     """
 
     def __init__(
@@ -71,6 +77,10 @@ class Engine:
         shutdown_grace: float = 30.0,
         poll_interval: float = 0.25,
         clock: Clock | None = None,
+        sensors: bool = True,
+        high_water: int = 2000,
+        low_water: int | None = None,
+        bus_size: int = 64,
     ) -> None:
         if max_tasks < 1:
             raise PodiumError(f"max_tasks must be >= 1, got {max_tasks}")
@@ -108,6 +118,15 @@ class Engine:
         self._idle = anyio.Event()
         self._stopping = False
         self._started = False
+        self.sensors_enabled = sensors
+        self._ingest = EventIngest(
+            self,
+            bus_size=bus_size,
+            high_water=high_water,
+            low_water=high_water // 2 if low_water is None else low_water,
+        )
+        self._sources: dict[str, EventSource] = {}
+        self._after_dag: dict[str, list[Subscription]] = {}
 
     # -- registration -------------------------------------------------------------------------------
 
@@ -117,6 +136,10 @@ class Engine:
         if d.dag_id in self._dags and self._dags[d.dag_id] is not d:
             raise DAGError(f"two different DAGs are named {d.dag_id!r}")
         check_pools(d, self.pools)
+        from sensors.sources import subscription_of
+
+        for index, trig in enumerate(d.triggers):
+            subscription_of(trig, dag_id=d.dag_id, index=index)  # raises TriggerError if unknown
         self._dags[d.dag_id] = d
 
     @property
@@ -145,9 +168,11 @@ class Engine:
                     self._ready.set_capacity(("dag", d.dag_id), d.max_active_tasks)
                 self._store.writer.execute(*_dag_upsert(d, self.clock.now()))
             self._last_seq = await self._store.max_seq()
+            self._ingest.open()
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
         except BaseException:
+            self._ingest.close()
             await self._store.__aexit__(None, None, None)
             raise
         try:
@@ -157,7 +182,9 @@ class Engine:
             self._tg.start_soon(self._dispatch_loop)
             self._tg.start_soon(self._retry_loop)
             self._tg.start_soon(self._poll_loop)
+            self._tg.start_soon(self._ingest.serve)
             self._wake_dispatcher()
+            self._start_sources()
         except BaseException as exc:
             await self._shutdown(exc)
             raise
@@ -213,6 +240,7 @@ class Engine:
                     type(exc) if exc else None, exc, exc.__traceback__ if exc else None
                 )
             finally:
+                self._ingest.close()
                 await self._store.__aexit__(None, None, None)
         return suppress
 
@@ -242,13 +270,44 @@ class Engine:
             existing = await self._existing_run(dag_id, key)
             if existing is not None:
                 return existing
+        run = self.new_run(
+            dag_id, run_params, key=key, logical_date=logical_date, event=event, trigger=trigger
+        )
+        run_id = run.run_id
+        try:
+            await self._store.writer.flush()
+        except BaseException:
+            self.forget_runs([run])
+            raise
+        if key is not None:
+            row = await self._store.find_run(dag_id, key)
+            if row is not None and row[1] != run_id:  # another process stored this key first
+                self.forget_runs([run])
+                return run_from_row(row, {}, self)
+        self.activate(run)
+        return run.snapshot(self)
+
+    # -- run creation (shared by trigger and the event router) ----------------------------------------
+
+    def new_run(
+        self,
+        dag_id: str,
+        params: dict[str, Any],
+        *,
+        key: str | None,
+        logical_date: float | None,
+        event: Any,
+        trigger: str,
+    ) -> ActiveRun:
+        """Record a new run (committed by the next flush) and reserve its key; not started yet."""
+        dag = self._dag(dag_id)
         now = self.clock.now()
         run_id = _new_run_id(now)
         run = ActiveRun(
             dag=dag,
             run_id=run_id,
             key=key if key is not None else f"manual:{run_id}",
-            params=run_params,
+            params=params,
             logical_date=logical_date if logical_date is not None else now,
             trigger=trigger,
             event=event,
@@ -263,7 +322,7 @@ class Engine:
                 dag_id,
                 run.key,
                 RunState.QUEUED.value,
-                serialization.dumps(run_params),
+                serialization.dumps(params),
                 run.logical_date,
                 trigger,
                 serialization.dumps(event) if event is not None else None,
@@ -271,19 +330,97 @@ class Engine:
             ),
             dag.order,
         )
-        try:
-            await self._store.writer.flush()
-        except BaseException:
-            self._by_key.pop((dag_id, run.key), None)
-            raise
-        if key is not None:
-            row = await self._store.find_run(dag_id, key)
-            if row is not None and row[1] != run_id:  # another process stored this key first
-                self._by_key.pop((dag_id, run.key), None)
-                return run_from_row(row, {}, self)
-        self._active[run_id] = run
+        return run
+
+    def run_id_for_key(self, dag_id: str, key: str) -> str | None:
+        run = self._by_key.get((dag_id, key))
+        return run.run_id if run is not None else None
+
+    def forget_runs(self, runs: Iterable[ActiveRun]) -> None:
+        for run in runs:
+            if self._by_key.get((run.dag.dag_id, run.key)) is run:
+                del self._by_key[(run.dag.dag_id, run.key)]
+
+    def activate(self, run: ActiveRun) -> None:
+        """Serve a committed new run: start it, or queue it behind ``max_active_runs``."""
+        self._active[run.run_id] = run
         self._admit(run)
-        return run.snapshot(self)
+
+    @property
+    def sink(self) -> EventIngest:
+        """The event bus, as an ``EventSink``: custom sensors publish ``EventBatch`` objects here."""
+        return self._ingest
+
+    async def events(self, outcome: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Recorded events, newest first: one row per (event, DAG) with its outcome."""
+        rows = await self._store.events(outcome=outcome, limit=limit)
+        names = ("event_id", "dag_id", "source", "received_at", "outcome", "run_id", "error")
+        return [dict(zip(names, row[:7], strict=True)) for row in rows]
+
+    @property
+    def pending_runs(self) -> int:
+        """Unfinished runs this engine serves (the measure backpressure acts on)."""
+        return len(self._active)
+
+    @property
+    def store_healthy(self) -> bool:
+        return self._store.writer.healthy
+
+    # -- event sources ----------------------------------------------------------------------------------
+
+    def _start_sources(self) -> None:
+        from sensors.sources import source_for, subscription_of
+
+        assert self._tg is not None
+        for d in self._dags.values():
+            for index, trig in enumerate(d.triggers):
+                subscription = subscription_of(trig, dag_id=d.dag_id, index=index)
+                self._ingest.subscribe(subscription, Subscription(d, trig))
+                if not self.sensors_enabled or subscription in self._sources:
+                    continue
+                source = source_for(trig, dag_id=d.dag_id, index=index, clock=self.clock)
+                if source is None:
+                    continue
+                self._sources[subscription] = source
+                self._tg.start_soon(self._supervise_source, source)
+
+    async def _supervise_source(self, source: EventSource) -> None:
+        """Run a sensor; if it fails, log why and start it again after a pause."""
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await source.run(self._ingest)
+                return
+            except Exception:
+                log.exception("sensor %s failed; restarting in %.1fs", source.subscription, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _announce_completion(self, run: ActiveRun) -> None:
+        """Deliver a finished run to the DAGs that trigger on it (``AfterDag``)."""
+        subscription = f"dag:{run.dag.dag_id}"
+        subs = self._ingest.subscriptions.get(subscription)
+        if not subs or not any(run.state.value in s.trigger.states for s in subs):
+            return
+        event = Event(
+            source="dag",
+            event_id=f"dag:{run.dag.dag_id}:{run.run_id}",
+            payload={
+                "dag_id": run.dag.dag_id,
+                "run_id": run.run_id,
+                "state": run.state.value,
+                "params": run.params,
+            },
+            logical_date=run.logical_date,
+        )
+        matching = [s for s in subs if run.state.value in s.trigger.states]
+        batch = EventBatch(subscription, [event])
+        saved = self._ingest.subscriptions[subscription]
+        self._ingest.subscriptions[subscription] = matching
+        try:
+            await self._ingest.ingest(batch)
+        finally:
+            self._ingest.subscriptions[subscription] = saved
 
     async def runs(
         self,
@@ -543,7 +680,10 @@ class Engine:
             if waiting and not self._stopping:
                 self._admit(waiting.popleft())
         run.done.set()
+        self._ingest.work_finished()
         log.info("run %s of %s finished: %s", run.run_id, dag_id, run.state.value)
+        if not self._stopping:
+            await self._announce_completion(run)
         callback = run.dag.on_success if run.state is RunState.SUCCESS else run.dag.on_failure
         if callback is not None and run.state is not RunState.CANCELLED:
             await _call_callback(callback, await self.get_run(run.run_id), f"DAG {dag_id!r}")

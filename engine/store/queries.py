@@ -90,3 +90,29 @@ def select_runs(dag_id: str | None, state: str | None) -> str:
         where.append("state = ?")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     return f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ? OFFSET ?"
+
+
+UPSERT_EVENT = """
+INSERT INTO events (event_id, dag_id, source, received_at, outcome, run_id, error, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (event_id, dag_id) DO UPDATE SET
+    outcome = excluded.outcome, received_at = excluded.received_at, error = excluded.error
+WHERE events.outcome != 'ran'
+"""
+
+UPSERT_CURSOR = """
+INSERT INTO sensor_cursors (sensor_id, cursor, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (sensor_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at
+"""
+SELECT_CURSOR = "SELECT cursor FROM sensor_cursors WHERE sensor_id = ?"
+
+SELECT_EVENTS = """
+SELECT event_id, dag_id, source, received_at, outcome, run_id, error, payload FROM events
+WHERE (? IS NULL OR outcome = ?) ORDER BY received_at DESC LIMIT ?
+"""
+
+
+def select_existing_keys(count: int) -> str:
+    """(dag_id, run_key) pairs among ``count`` candidate keys; parameters: the keys."""
+    marks = ", ".join("?" * count)
+    return f"SELECT dag_id, run_key, run_id FROM runs WHERE run_key IN ({marks})"

@@ -57,14 +57,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, task_id, try_number)
     ) WITHOUT ROWID;
     CREATE TABLE events (
-        event_id     TEXT PRIMARY KEY,
+        event_id     TEXT NOT NULL,
+        dag_id       TEXT NOT NULL,
         source       TEXT NOT NULL,
         received_at  REAL NOT NULL,
         outcome      TEXT NOT NULL,
         run_id       TEXT,
         error        TEXT,
-        payload      BLOB
-    );
+        payload      BLOB,
+        PRIMARY KEY (event_id, dag_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_outcome ON events (outcome, received_at);
     CREATE TABLE sensor_cursors (
         sensor_id    TEXT PRIMARY KEY,
         cursor       BLOB NOT NULL,

@@ -211,6 +211,25 @@ class Store:
     async def task_rows(self, run_id: str) -> list[Any]:
         return await self._fetchall(q.SELECT_TASKS, (run_id,))
 
+    async def existing_keys(self, keys: Sequence[str]) -> dict[tuple[str, str], str]:
+        """Runs that already exist for any of these run keys: (dag_id, run_key) -> run_id."""
+        found: dict[tuple[str, str], str] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            for dag_id, run_key, run_id in await self._fetchall(
+                q.select_existing_keys(len(chunk)), chunk
+            ):
+                found[(dag_id, run_key)] = run_id
+        return found
+
+    async def load_cursor(self, sensor_id: str) -> Any:
+        row = await self._fetchone(q.SELECT_CURSOR, (sensor_id,))
+        return None if row is None else serialization.loads(row[0])
+
+    async def events(self, *, outcome: str | None = None, limit: int = 100) -> list[Any]:
+        return await self._fetchall(q.SELECT_EVENTS, (outcome, outcome, limit))
+
     async def dag_rows(self) -> list[Any]:
         return await self._fetchall(q.SELECT_DAGS)
 

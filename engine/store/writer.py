@@ -28,7 +28,9 @@ class _Batch:
     __slots__ = (
         "checkpoints",
         "committed",
+        "cursors",
         "error",
+        "events",
         "new_runs",
         "new_tasks",
         "other",
@@ -44,6 +46,8 @@ class _Batch:
         self.runs: dict[str, tuple[Any, ...]] = {}
         self.tries: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.checkpoints: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self.events: list[tuple[Any, ...]] = []
+        self.cursors: dict[str, tuple[Any, ...]] = {}
         self.other: list[tuple[str, tuple[Any, ...]]] = []
         self.committed = anyio.Event()
         self.error: BaseException | None = None
@@ -56,6 +60,8 @@ class _Batch:
             or self.runs
             or self.tries
             or self.checkpoints
+            or self.events
+            or self.cursors
             or self.other
         )
 
@@ -67,6 +73,8 @@ class _Batch:
             + len(self.runs)
             + len(self.tries)
             + len(self.checkpoints)
+            + len(self.events)
+            + len(self.cursors)
             + len(self.other)
         )
 
@@ -162,6 +170,26 @@ class StoreWriter:
 
     def save_checkpoint(self, run_id: str, task_id: str, value: bytes) -> None:
         self._pending.checkpoints[(run_id, task_id)] = (value, run_id, task_id)
+        self._wakeup.set()
+
+    def record_event(
+        self,
+        event_id: str,
+        dag_id: str,
+        source: str,
+        received_at: float,
+        outcome: str,
+        run_id: str | None,
+        error: str | None,
+        payload: bytes | None,
+    ) -> None:
+        self._pending.events.append(
+            (event_id, dag_id, source, received_at, outcome, run_id, error, payload)
+        )
+        self._wakeup.set()
+
+    def save_cursor(self, sensor_id: str, value: bytes, updated_at: float) -> None:
+        self._pending.cursors[sensor_id] = (sensor_id, value, updated_at)
         self._wakeup.set()
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
@@ -267,6 +295,10 @@ class StoreWriter:
                 await conn.executemany(q.UPSERT_TRY, batch.tries.values())
             if batch.checkpoints:
                 await conn.executemany(q.UPDATE_CHECKPOINT, batch.checkpoints.values())
+            if batch.events:
+                await conn.executemany(q.UPSERT_EVENT, batch.events)
+            if batch.cursors:
+                await conn.executemany(q.UPSERT_CURSOR, batch.cursors.values())
             for sql, params in batch.other:
                 await conn.execute(sql, params)
             await conn.commit()

@@ -1,0 +1,201 @@
+"""The event bus and the router loop: events from sensors become runs, exactly once per event.
+
+Sensors publish ``EventBatch`` objects onto a bounded memory stream (the bus). One router loop takes
+them in order, decides per subscribed DAG (``router.route``), drops events whose run already exists
+(the run key is the event id), records every event's outcome, creates the runs, and commits all of
+it in one transaction. Only then is the batch marked stored, and the sensor acknowledges its source.
+
+Backpressure: with more unfinished runs than ``high_water`` the sink stops ``accepting`` until they
+drop to ``low_water``; sensors pause their sources meanwhile, and a full bus blocks ``publish``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from sensors.base import Event, EventBatch
+
+from . import serialization
+from .router import Decision, Outcome, Subscription, route, summarize
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .run_state import ActiveRun
+
+log = logging.getLogger("podium.ingest")
+
+
+class EventIngest:
+    """The engine's ``EventSink``: the bus, the router loop, and the backpressure gate."""
+
+    def __init__(self, engine: Engine, *, bus_size: int, high_water: int, low_water: int) -> None:
+        if not 0 <= low_water < high_water:
+            raise ValueError("need 0 <= low_water < high_water")
+        self._engine = engine
+        self.high_water = high_water
+        self.low_water = low_water
+        self.bus_size = bus_size
+        self._send: MemoryObjectSendStream[EventBatch] | None = None
+        self._receive: MemoryObjectReceiveStream[EventBatch] | None = None
+        self.subscriptions: dict[str, list[Subscription]] = {}
+        self._saturated = False
+        self._resumed = anyio.Event()
+        self.counts: dict[str, int] = {o.value: 0 for o in Outcome}
+
+    def open(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[EventBatch](self.bus_size)
+
+    def close(self) -> None:
+        for stream in (self._send, self._receive):
+            if stream is not None:
+                stream.close()
+
+    def subscribe(self, subscription: str, sub: Subscription) -> None:
+        self.subscriptions.setdefault(subscription, []).append(sub)
+
+    # -- EventSink ------------------------------------------------------------------------------------
+
+    async def publish(self, batch: EventBatch) -> None:
+        assert self._send is not None, "the engine is not running"
+        await self._send.send(batch)
+
+    @property
+    def accepting(self) -> bool:
+        if not self._saturated and (
+            self._engine.pending_runs >= self.high_water or not self._engine.store_healthy
+        ):
+            self._saturated = True
+            log.info(
+                "backpressure on: %d unfinished runs (high-water mark %d)%s",
+                self._engine.pending_runs,
+                self.high_water,
+                "" if self._engine.store_healthy else ", state store failing",
+            )
+        return not self._saturated
+
+    async def wait_accepting(self) -> None:
+        while not self.accepting:
+            await self._resumed.wait()
+
+    async def load_cursor(self, cursor_id: str) -> Any:
+        return await self._engine.store.load_cursor(cursor_id)
+
+    def work_finished(self) -> None:
+        """Called by the engine when a run finishes: lift backpressure below the low-water mark."""
+        if (
+            self._saturated
+            and self._engine.pending_runs <= self.low_water
+            and self._engine.store_healthy
+        ):
+            self._saturated = False
+            log.info("backpressure off: %d unfinished runs", self._engine.pending_runs)
+            self._resumed.set()
+            self._resumed = anyio.Event()
+
+    @property
+    def bus_depth(self) -> int:
+        return 0 if self._send is None else self._send.statistics().current_buffer_used
+
+    # -- the router loop ------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        assert self._receive is not None
+        async with self._receive:
+            async for batch in self._receive:
+                try:
+                    await self.ingest(batch)
+                except Exception as exc:
+                    log.exception(
+                        "could not store %d event(s) of %s", len(batch.events), batch.subscription
+                    )
+                    batch.mark_stored(exc)
+
+    async def ingest(self, batch: EventBatch) -> None:
+        engine = self._engine
+        writer = engine.store.writer
+        subs = self.subscriptions.get(batch.subscription, [])
+        now = engine.clock.now()
+        decided = [route(event, subs) for event in batch.events]
+        keys = [e.event_id for e, ds in zip(batch.events, decided, strict=True) if _any_ran(ds)]
+        existing = await engine.store.existing_keys(keys) if keys else {}
+        created: list[ActiveRun] = []
+        outcomes: list[str] = []
+        for event, decisions in zip(batch.events, decided, strict=True):
+            final: list[Decision] = []
+            for d in decisions:
+                run_id: str | None = None
+                if d.outcome is Outcome.RAN:
+                    run_id = existing.get((d.dag_id, event.event_id)) or engine.run_id_for_key(
+                        d.dag_id, event.event_id
+                    )
+                    if run_id is not None:
+                        d = Decision(d.dag_id, Outcome.DEDUPLICATED)
+                    else:
+                        run = engine.new_run(
+                            d.dag_id,
+                            d.params or {},
+                            key=event.event_id,
+                            logical_date=event.logical_date,
+                            event=_event_json(event),
+                            trigger=event.source,
+                        )
+                        created.append(run)
+                        run_id = run.run_id
+                writer.record_event(
+                    event.event_id,
+                    d.dag_id,
+                    event.source,
+                    now,
+                    d.outcome.value,
+                    run_id,
+                    d.error,
+                    _dead_payload(event) if d.outcome is Outcome.DEAD else None,
+                )
+                if d.outcome is Outcome.DEAD:
+                    log.warning("dead event %s for %s: %s", event.event_id, d.dag_id, d.error)
+                final.append(d)
+            if not decisions:
+                writer.record_event(
+                    event.event_id, "", event.source, now, Outcome.FILTERED.value, None,
+                    "no DAG subscribes to this source", None,
+                )  # fmt: skip
+            outcome = summarize(final) if final else Outcome.FILTERED
+            self.counts[outcome.value] += 1
+            outcomes.append(outcome.value)
+        if batch.cursor is not None:
+            cursor_id, value = batch.cursor
+            writer.save_cursor(cursor_id, serialization.dumps(value), now)
+        try:
+            await writer.flush()
+        except BaseException:
+            engine.forget_runs(created)
+            raise
+        for run in created:
+            engine.activate(run)
+        batch.outcomes = outcomes
+        batch.mark_stored()
+
+
+def _any_ran(decisions: Sequence[Decision]) -> bool:
+    return any(d.outcome is Outcome.RAN for d in decisions)
+
+
+def _event_json(event: Event) -> Any:
+    """What a task sees as ``ctx.event``: the source's payload, plus where it came from."""
+    if isinstance(event.payload, dict):
+        return {"source": event.source, "event_id": event.event_id, **event.payload}
+    return {"source": event.source, "event_id": event.event_id, "value": event.payload}
+
+
+def _dead_payload(event: Event) -> bytes | None:
+    if event.raw is not None:
+        return event.raw
+    try:
+        return serialization.dumps_for_display(event.payload)
+    except Exception:
+        return None
