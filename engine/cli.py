@@ -65,9 +65,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PodiumError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         code = 2
+    except BaseExceptionGroup as group:  # errors from inside a task group
+        podium_errors, rest = group.split(PodiumError)
+        if rest is not None or podium_errors is None:
+            raise
+        for exc in _leaves(podium_errors):
+            err_console.print(f"[bold red]error:[/] {exc}")
+        code = 2
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:

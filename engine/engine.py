@@ -518,8 +518,8 @@ class Engine:
 
     async def _adopt(self, row: Any, *, recovering: bool) -> None:
         snapshot = run_from_row(row, {}, None)
-        if snapshot.run_id in self._active:
-            return
+        if snapshot.run_id in self._active or (snapshot.dag_id, snapshot.key) in self._by_key:
+            return  # already served (or created here and about to be activated)
         dag = self._dags.get(snapshot.dag_id)
         if dag is None:
             log.warning(
