@@ -69,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         podium_errors, rest = group.split(PodiumError)
         if rest is not None or podium_errors is None:
             raise
-        for exc in _leaves(podium_errors):
-            err_console.print(f"[bold red]error:[/] {exc}")
+        for leaf in _leaves(podium_errors):
+            err_console.print(f"[bold red]error:[/] {leaf}")
         code = 2
     except KeyboardInterrupt:
         code = 130
