@@ -4,8 +4,20 @@ A sensor only produces events and acknowledges them once their runs are stored; 
 about DAGs.
 """
 
+from .base import Event, EventBatch, EventSink, EventSource
+from .dag_completion import AfterDag
 from .kafka import KafkaTopic
 from .s3 import S3Events
 from .timers import Cron, Every
 
-__all__ = ["Cron", "Every", "KafkaTopic", "S3Events"]
+__all__ = [
+    "AfterDag",
+    "Cron",
+    "Event",
+    "EventBatch",
+    "EventSink",
+    "EventSource",
+    "Every",
+    "KafkaTopic",
+    "S3Events",
+]

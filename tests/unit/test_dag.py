@@ -171,3 +171,14 @@ def test_empty_dag_is_rejected() -> None:
         @dag
         def empty() -> None:
             pass
+
+
+def test_public_api_is_exported() -> None:
+    import engine
+    import sensors
+
+    for module in (engine, sensors):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name
+    assert {"Engine", "dag", "task", "Context", "RunState", "TaskState"} <= set(engine.__all__)
+    assert {"Cron", "Every", "KafkaTopic", "S3Events", "AfterDag"} <= set(sensors.__all__)
