@@ -259,6 +259,9 @@ class Engine:
     ) -> Run:
         """Create a run of ``dag_id`` and return it once it is committed.
 
+        The returned ``Run`` is the run as created (``queued`` or ``running``, without task
+        instances); ``await run.wait()`` returns it finished, with its tasks.
+
         With ``key``, triggering is idempotent: if a run of this DAG with that key exists (in any
         state), it is returned and nothing starts. ``strict=False`` keeps params the DAG does not
         declare (used for event-triggered runs).

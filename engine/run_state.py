@@ -122,7 +122,8 @@ class ActiveRun:
         self.finishing = False
         self.done = anyio.Event()
 
-    def snapshot(self, source: RunSource) -> Run:
+    def snapshot(self, source: RunSource, *, with_tasks: bool = False) -> Run:
+        """The run as a ``Run``; task instances only on request (they cost O(tasks))."""
         return Run(
             run_id=self.run_id,
             dag_id=self.dag.dag_id,
@@ -137,7 +138,7 @@ class ActiveRun:
             finished_at=self.finished_at,
             note=self.note,
             seq=self.seq,
-            tasks={tid: rec.snapshot() for tid, rec in self.tasks.items()},
+            tasks={tid: rec.snapshot() for tid, rec in self.tasks.items()} if with_tasks else {},
             _source=source,
         )
 

@@ -53,6 +53,7 @@ class Store:
         self._read: aiosqlite.Connection | None = None
         self._writer: StoreWriter | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._read_lock = anyio.Lock()
 
     @property
     def writer(self) -> StoreWriter:
@@ -154,35 +155,49 @@ class Store:
 
     # -- reads --------------------------------------------------------------------------------------
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def _read_snapshot(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Run SELECTs in one read transaction, in one hop to the reader's thread.
+
+        Each query is executed and fully fetched before the next, so no half-read statement keeps a
+        read transaction (and a stale snapshot) open while other coroutines share the connection,
+        and several queries (a run and its tasks) see the same committed state.
+        """
         assert self._read is not None, "store is not open"
-        async with self._read.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        run_in_thread = getattr(self._read, "_execute", None)
+        raw = getattr(self._read, "_connection", None)
+        try:
+            if run_in_thread is not None and raw is not None:
+                result: list[list[Any]] = await run_in_thread(_read_in_thread, raw, queries)
+                return result
+            async with self._read_lock:
+                return [list(await self._read.execute_fetchall(sql, p)) for sql, p in queries]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return (await self._read_snapshot([(sql, params)]))[0]
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        assert self._read is not None, "store is not open"
-        async with self._read.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def get_run(self, run_id: str, *, source: RunSource | None = None) -> Run:
-        row = await self._fetchone(q.SELECT_RUN, (run_id,))
-        if row is None:
+        run_rows, task_rows, try_rows = await self._read_snapshot(
+            [(q.SELECT_RUN, (run_id,)), (q.SELECT_TASKS, (run_id,)), (q.SELECT_TRIES, (run_id,))]
+        )
+        if not run_rows:
             raise RunNotFoundError(f"no run {run_id!r} in {self.path}")
-        tasks = await self.task_instances(run_id)
-        return run_from_row(row, tasks, source)
+        return run_from_row(run_rows[0], _tasks_from_rows(task_rows, try_rows), source)
 
     async def find_run(self, dag_id: str, run_key: str) -> Any:
         """The raw row of the run with this key, or None."""
         return await self._fetchone(q.SELECT_RUN_BY_KEY, (dag_id, run_key))
 
     async def task_instances(self, run_id: str) -> dict[str, TaskInstance]:
-        rows = await self._fetchall(q.SELECT_TASKS, (run_id,))
-        tries: dict[str, list[TaskTry]] = {}
-        for t in await self._fetchall(q.SELECT_TRIES, (run_id,)):
-            tries.setdefault(t[1], []).append(
-                TaskTry(t[2], TaskState(t[3]), t[4], t[5], t[6], t[7])
-            )
-        return {r[1]: task_from_row(r, tuple(tries.get(r[1], ()))) for r in rows}
+        task_rows, try_rows = await self._read_snapshot(
+            [(q.SELECT_TASKS, (run_id,)), (q.SELECT_TRIES, (run_id,))]
+        )
+        return _tasks_from_rows(task_rows, try_rows)
 
     async def list_runs(
         self,
@@ -235,6 +250,26 @@ class Store:
 
     async def dag_row(self, dag_id: str) -> Any:
         return await self._fetchone(q.SELECT_DAG, (dag_id,))
+
+
+def _read_in_thread(
+    raw: sqlite3.Connection, queries: Sequence[tuple[str, Sequence[Any]]]
+) -> list[list[Any]]:
+    if len(queries) == 1:
+        sql, params = queries[0]
+        return [raw.execute(sql, params).fetchall()]
+    raw.execute("BEGIN")
+    try:
+        return [raw.execute(sql, params).fetchall() for sql, params in queries]
+    finally:
+        raw.execute("COMMIT")
+
+
+def _tasks_from_rows(task_rows: Sequence[Any], try_rows: Sequence[Any]) -> dict[str, TaskInstance]:
+    tries: dict[str, list[TaskTry]] = {}
+    for t in try_rows:
+        tries.setdefault(t[1], []).append(TaskTry(t[2], TaskState(t[3]), t[4], t[5], t[6], t[7]))
+    return {r[1]: task_from_row(r, tuple(tries.get(r[1], ()))) for r in task_rows}
 
 
 def run_from_row(

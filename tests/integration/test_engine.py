@@ -398,3 +398,19 @@ def test_library_never_calls_asyncio_run() -> None:
         if "asyncio.run(" in p.read_text()
     ]
     assert offenders == []
+
+
+async def test_many_concurrent_waits_all_see_the_finished_run(db: Path) -> None:
+    async with Engine(db, dags=[numbers]) as podium:
+
+        async def trigger_and_wait(results: list[Any]) -> None:
+            run = await podium.trigger("numbers")
+            results.append(await run.wait(timeout=30))
+
+        results: list[Any] = []
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(trigger_and_wait, results)
+    assert len(results) == 200
+    assert {r.state for r in results} == {RunState.SUCCESS}
+    assert all(r.tasks["total"].state == "success" for r in results)

@@ -1,0 +1,52 @@
+"""The benchmark workloads, once each at a reduced size, on Podium and on the floor: correctness only.
+
+Same workload and runner code as ``make bench`` (``benchmarks/``); no timing is asserted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# `benchmarks` is a top-level folder of the repo, importable because tests/conftest.py puts the repo
+# root on sys.path.
+from benchmarks import workloads as w
+from benchmarks.run import IMPLS, measure_once
+
+SMALL: dict[str, Callable[[], w.Workload]] = {
+    "W1": lambda: w.w1(n=50),
+    "W2": lambda: w.w2(n=20),
+    "W3-seq": lambda: w.w3(runs=10, mode="sequential"),
+    "W3-conc": lambda: w.w3(runs=10, mode="concurrent"),
+    "W4": lambda: w.w4(n=50, seconds=0.01, limit=10),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("key", list(SMALL))
+async def test_workload_runs_correctly(key: str, impl: str, tmp_path: Path) -> None:
+    wl = SMALL[key]()
+    assert wl.key == key
+
+    outcome = await measure_once(impl, wl, tmp_path / "state.db")
+
+    assert outcome.run_states == ["success"] * wl.runs
+    if key == "W1":
+        assert outcome.sink_results == [[50, 100]]  # join got 50 results, each root's 1 + 1
+    elif key == "W2":
+        assert outcome.sink_results == [20]  # 1, then +1 nineteen times
+    elif key.startswith("W3"):
+        assert outcome.sink_results == [3] * 10
+    else:
+        assert wl.probe is not None
+        assert wl.probe.finished == 50
+        assert 1 < wl.probe.peak <= 10  # ran concurrently, never over the limit
+        assert wl.probe.live == 0
+    wl.check(outcome)  # the check `make bench` applies agrees
+    assert (tmp_path / "state.db").exists()
+
+
+def test_every_benchmark_workload_has_a_smoke_size() -> None:
+    assert set(SMALL) == set(w.WORKLOADS)
