@@ -20,6 +20,7 @@ import orjson
 from rich.console import Console
 from rich.live import Live
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from . import serialization
@@ -133,6 +134,16 @@ def _parser() -> argparse.ArgumentParser:
     _db_arg(show)
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
+
+    logs = sub.add_parser("logs", help="a task's captured log lines")
+    logs.add_argument("run_id")
+    logs.add_argument("task_id")
+    _db_arg(logs)
+    logs.add_argument("--try", dest="try_number", type=int, help="one try only (default: all)")
+    logs.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing until the run ends"
+    )
+    logs.set_defaults(handler=cmd_logs)
 
     dags = sub.add_parser("dags", help="the DAGs an engine registered in FILE")
     _db_arg(dags)
@@ -344,6 +355,34 @@ async def cmd_show(args: argparse.Namespace) -> int:
         return 0
     _print_run(run)
     return 0
+
+
+async def cmd_logs(args: argparse.Namespace) -> int:
+    async with Store(args.db, owner=False) as store:
+        try:
+            run = await store.get_run(args.run_id)
+        except RunNotFoundError as exc:
+            raise PodiumError(str(exc)) from None
+        if args.task_id not in run.tasks:
+            raise PodiumError(
+                f"run {args.run_id} has no task {args.task_id!r} "
+                f"(tasks: {', '.join(sorted(run.tasks))})"
+            )
+        seen: dict[int, int] = {}
+        while True:
+            rows = await store.task_logs(args.run_id, args.task_id, args.try_number)
+            for try_number, line_no, ts, level, message in rows:
+                if line_no <= seen.get(try_number, 0):
+                    continue
+                seen[try_number] = line_no
+                stamp = time.strftime("%H:%M:%S", time.gmtime(ts))
+                console.print(
+                    f"[grey50]{stamp} try {try_number}[/] {level:<7} {escape(message)}",
+                    highlight=False,
+                )
+            if not args.follow or (await store.get_run(args.run_id)).finished:
+                return 0
+            await anyio.sleep(0.5)
 
 
 async def cmd_dags(args: argparse.Namespace) -> int:

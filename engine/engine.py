@@ -39,6 +39,9 @@ from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, 
 from .executor import Outcome, TryResult, run_try
 from .ingest import EventIngest
 from .limits import LimitKey, ReadyQueue
+from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler, TryLog, current_try
+from .logs import install as install_log_handler
+from .logs import uninstall as uninstall_log_handler
 from .models import Run, epoch_to_datetime
 from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
@@ -81,6 +84,8 @@ class Engine:
         high_water: int = 2000,
         low_water: int | None = None,
         bus_size: int = 64,
+        capture_logs: bool = True,
+        max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     ) -> None:
         if max_tasks < 1:
             raise PodiumError(f"max_tasks must be >= 1, got {max_tasks}")
@@ -126,6 +131,9 @@ class Engine:
             low_water=high_water // 2 if low_water is None else low_water,
         )
         self._sources: dict[str, EventSource] = {}
+        self.capture_logs = capture_logs
+        self.max_log_bytes = max_log_bytes
+        self._log_handler: TaskLogHandler | None = None
         self._after_dag: dict[str, list[Subscription]] = {}
 
     # -- registration -------------------------------------------------------------------------------
@@ -169,10 +177,15 @@ class Engine:
                 self._store.writer.execute(*_dag_upsert(d, self.clock.now()))
             self._last_seq = await self._store.max_seq()
             self._ingest.open()
+            if self.capture_logs:
+                self._log_handler = TaskLogHandler(self._store.writer, self.max_log_bytes)
+                install_log_handler(self._log_handler)
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
         except BaseException:
             self._ingest.close()
+            if self._log_handler is not None:
+                uninstall_log_handler(self._log_handler)
             await self._store.__aexit__(None, None, None)
             raise
         try:
@@ -241,6 +254,8 @@ class Engine:
                 )
             finally:
                 self._ingest.close()
+                if self._log_handler is not None:
+                    uninstall_log_handler(self._log_handler)
                 await self._store.__aexit__(None, None, None)
         return suppress
 
@@ -359,6 +374,14 @@ class Engine:
         rows = await self._store.events(outcome=outcome, limit=limit)
         names = ("event_id", "dag_id", "source", "received_at", "outcome", "run_id", "error")
         return [dict(zip(names, row[:7], strict=True)) for row in rows]
+
+    async def task_logs(
+        self, run_id: str, task_id: str, try_number: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A task's captured log lines (one try, or all tries), oldest first."""
+        rows = await self._store.task_logs(run_id, task_id, try_number)
+        names = ("try_number", "line", "ts", "level", "message")
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     @property
     def pending_runs(self) -> int:
@@ -747,6 +770,11 @@ class Engine:
             ctx = self._context(run, rec)
             return ctx
 
+        token = current_try.set(
+            TryLog(self._log_handler, run.run_id, rec.task_id, rec.try_number)
+            if self._log_handler is not None
+            else None
+        )
         try:
             outcome = await run_try(
                 node,
@@ -758,6 +786,7 @@ class Engine:
                 max_result_bytes=self.max_result_bytes,
             )
         finally:
+            current_try.reset(token)
             rec.scope = None
             run.in_flight -= 1
             self._in_flight -= 1

@@ -116,3 +116,14 @@ def select_existing_keys(count: int) -> str:
     """(dag_id, run_key) pairs among ``count`` candidate keys; parameters: the keys."""
     marks = ", ".join("?" * count)
     return f"SELECT dag_id, run_key, run_id FROM runs WHERE run_key IN ({marks})"
+
+
+INSERT_LOG = """
+INSERT OR REPLACE INTO task_logs (run_id, task_id, try_number, line_no, ts, level, message)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+SELECT_LOGS = """
+SELECT try_number, line_no, ts, level, message FROM task_logs
+WHERE run_id = ? AND task_id = ? AND (? IS NULL OR try_number = ?) AND line_no > ?
+ORDER BY try_number, line_no
+"""

@@ -245,6 +245,14 @@ class Store:
     async def events(self, *, outcome: str | None = None, limit: int = 100) -> list[Any]:
         return await self._fetchall(q.SELECT_EVENTS, (outcome, outcome, limit))
 
+    async def task_logs(
+        self, run_id: str, task_id: str, try_number: int | None = None, after_line: int = 0
+    ) -> list[Any]:
+        """Log lines of a task (one try, or all), oldest first: (try, line_no, ts, level, message)."""
+        return await self._fetchall(
+            q.SELECT_LOGS, (run_id, task_id, try_number, try_number, after_line)
+        )
+
     async def dag_rows(self) -> list[Any]:
         return await self._fetchall(q.SELECT_DAGS)
 

@@ -8,8 +8,11 @@ collect in the next batch, so the batch size adapts to the load (group commit).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -31,6 +34,7 @@ class _Batch:
         "cursors",
         "error",
         "events",
+        "logs",
         "new_runs",
         "new_tasks",
         "other",
@@ -47,6 +51,7 @@ class _Batch:
         self.tries: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self.checkpoints: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.events: list[tuple[Any, ...]] = []
+        self.logs: list[tuple[Any, ...]] = []
         self.cursors: dict[str, tuple[Any, ...]] = {}
         self.other: list[tuple[str, tuple[Any, ...]]] = []
         self.committed = anyio.Event()
@@ -61,6 +66,7 @@ class _Batch:
             or self.tries
             or self.checkpoints
             or self.events
+            or self.logs
             or self.cursors
             or self.other
         )
@@ -74,6 +80,7 @@ class _Batch:
             + len(self.tries)
             + len(self.checkpoints)
             + len(self.events)
+            + len(self.logs)
             + len(self.cursors)
             + len(self.other)
         )
@@ -91,6 +98,9 @@ class StoreWriter:
         self.last_error: str | None = None
         self.commits = 0
         self.rows_written = 0
+        self._loop_thread = threading.get_ident()
+        self._loop = asyncio.get_running_loop()
+        self._thread_logs: deque[tuple[Any, ...]] = deque()
 
     # -- recording changes (no waiting) -------------------------------------------------------------
 
@@ -188,6 +198,36 @@ class StoreWriter:
         )
         self._wakeup.set()
 
+    def record_log(
+        self,
+        run_id: str,
+        task_id: str,
+        try_number: int,
+        line_no: int,
+        ts: float,
+        level: str,
+        message: str,
+    ) -> None:
+        """Safe to call from any thread (sync tasks log from worker threads)."""
+        row = (run_id, task_id, try_number, line_no, ts, level, message)
+        if threading.get_ident() == self._loop_thread:
+            self._pending.logs.append(row)
+            self._wakeup.set()
+            return
+        self._thread_logs.append(row)  # deque.append is thread-safe
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._wakeup_from_thread)
+            except RuntimeError:  # loop closed: the rows are drained at shutdown
+                pass
+
+    def _wakeup_from_thread(self) -> None:
+        self._wakeup.set()
+
+    def _take_thread_logs(self, batch: _Batch) -> None:
+        while self._thread_logs:
+            batch.logs.append(self._thread_logs.popleft())
+
     def save_cursor(self, sensor_id: str, value: bytes, updated_at: float) -> None:
         self._pending.cursors[sensor_id] = (sensor_id, value, updated_at)
         self._wakeup.set()
@@ -222,6 +262,7 @@ class StoreWriter:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
             batch = self._pending
+            self._take_thread_logs(batch)
             if not batch:
                 continue
             self._pending = _Batch()
@@ -233,6 +274,7 @@ class StoreWriter:
     async def drain(self) -> None:
         """Commit what is left (at shutdown, after ``serve`` was cancelled): the batch whose commit
         was interrupted, then the pending one."""
+        self._take_thread_logs(self._pending)
         for batch in (self._in_flight, self._pending):
             if batch is None or batch.committed.is_set():
                 continue
@@ -320,6 +362,7 @@ def _statements(batch: _Batch) -> list[tuple[str, Any, bool]]:
         (q.UPSERT_TRY, list(batch.tries.values())),
         (q.UPDATE_CHECKPOINT, list(batch.checkpoints.values())),
         (q.UPSERT_EVENT, batch.events),
+        (q.INSERT_LOG, batch.logs),
         (q.UPSERT_CURSOR, list(batch.cursors.values())),
     ):
         if rows:

@@ -414,3 +414,46 @@ async def test_many_concurrent_waits_all_see_the_finished_run(db: Path) -> None:
     assert len(results) == 200
     assert {r.state for r in results} == {RunState.SUCCESS}
     assert all(r.tasks["total"].state == "success" for r in results)
+
+
+async def test_task_logs_are_captured_per_try_without_mixing(db: Path) -> None:
+    import logging
+
+    @task(retries=1)
+    async def chatty(ctx: Context, name: str) -> None:
+        for i in range(3):
+            ctx.log.info("%s line %d try %d", name, i, ctx.try_number)
+            await anyio.sleep(0)
+        if ctx.try_number == 1 and name == "a":
+            raise RuntimeError("first try fails")
+
+    @task
+    def threaded(ctx: Context) -> None:
+        logging.getLogger("some.library").warning("from a worker thread")
+
+    @task
+    async def noisy() -> None:
+        ctx_free = logging.getLogger("podium.task")
+        ctx_free.info("x" * 400)
+        ctx_free.info("y" * 400)
+
+    @dag
+    def logging_dag() -> None:
+        chatty.override(task_id="a")("a")
+        chatty.override(task_id="b")("b")
+        threaded()
+        noisy()
+
+    async with Engine(db, dags=[logging_dag], max_log_bytes=500) as podium:
+        run = await (await podium.trigger("logging_dag")).wait(timeout=10)
+        a1 = await podium.task_logs(run.run_id, "a", try_number=1)
+        a_all = await podium.task_logs(run.run_id, "a")
+        b = await podium.task_logs(run.run_id, "b")
+        t = await podium.task_logs(run.run_id, "threaded")
+        n = await podium.task_logs(run.run_id, "noisy")
+    assert [x["message"] for x in a1] == ["a line 0 try 1", "a line 1 try 1", "a line 2 try 1"]
+    assert [x["try_number"] for x in a_all] == [1, 1, 1, 2, 2, 2]
+    assert [x["message"] for x in b] == ["b line 0 try 1", "b line 1 try 1", "b line 2 try 1"]
+    assert [(x["level"], x["message"]) for x in t] == [("WARNING", "from a worker thread")]
+    assert n[0]["message"] == "x" * 400
+    assert n[1]["message"].startswith("[log truncated")
