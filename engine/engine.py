@@ -38,6 +38,7 @@ from .dag import DAG
 from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
 from .executor import Outcome, TryResult, run_try
 from .ingest import EventIngest
+from .observe import Observer
 from .limits import LimitKey, ReadyQueue
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler, TryLog, current_try
 from .logs import install as install_log_handler
@@ -134,6 +135,7 @@ class Engine:
         self.capture_logs = capture_logs
         self.max_log_bytes = max_log_bytes
         self._log_handler: TaskLogHandler | None = None
+        self._observers: list[Observer] = []
         self._after_dag: dict[str, list[Subscription]] = {}
 
     # -- registration -------------------------------------------------------------------------------
@@ -893,11 +895,19 @@ class Engine:
             rec.started_at, rec.finished_at, rec.next_try_at, rec.result, rec.error,
             rec.traceback,
         )  # fmt: skip
+        for observer in self._observers:
+            observer.task_changed(run, rec)
 
     def _write_run(self, run: ActiveRun) -> None:
         self._store.writer.update_run(
             run.run_id, run.state.value, run.started_at, run.finished_at, run.note
         )
+        for observer in self._observers:
+            observer.run_changed(run)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Hear about every recorded task and run change (see ``engine.observe``)."""
+        self._observers.append(observer)
 
     def _context(self, run: ActiveRun, rec: TaskRecord) -> Context:
         writer = self._store.writer
