@@ -12,7 +12,7 @@ import contextvars
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from .errors import DAGError, ParamError
 from .retry import RetryPolicy
@@ -40,10 +40,14 @@ class TaskOptions:
     concurrency: int | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     on_success: Callback | None = None
-    on_failure: Callback | None = None
+    on_failure: Callback | Literal["pause"] | None = None
     on_retry: Callback | None = None
 
     def validate(self, name: str) -> None:
+        if isinstance(self.on_failure, str) and self.on_failure != "pause":
+            raise DAGError(
+                f'task {name!r}: on_failure takes a callback or "pause", got {self.on_failure!r}'
+            )
         if self.timeout is not None and not self.timeout > 0:
             raise DAGError(f"task {name!r}: timeout must be > 0 seconds, got {self.timeout!r}")
         if self.concurrency is not None and (
@@ -324,12 +328,16 @@ class DAG:
         max_active_runs: int | None = None,
         max_active_tasks: int | None = None,
         on_success: Callback | None = None,
-        on_failure: Callback | None = None,
+        on_failure: Callback | Literal["pause"] | None = None,
         on_retry: Callback | None = None,
         description: str | None = None,
         tags: Sequence[str] = (),
         source_file: str | None = None,
     ) -> None:
+        if isinstance(on_failure, str) and on_failure != "pause":
+            raise DAGError(
+                f'DAG {dag_id!r}: on_failure takes a callback or "pause", got {on_failure!r}'
+            )
         self.dag_id = dag_id
         self.params = dict(params)
         self.triggers = list(triggers)
@@ -542,7 +550,7 @@ def task(
     concurrency: int | None = None,
     trigger_rule: str | TriggerRule = TriggerRule.ALL_SUCCESS,
     on_success: Callback | None = None,
-    on_failure: Callback | None = None,
+    on_failure: Callback | Literal["pause"] | None = None,
     on_retry: Callback | None = None,
 ) -> Callable[[Callable[P, R]], TaskDef[P, R]]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
@@ -575,7 +583,7 @@ def dag(
     max_active_runs: int | None = None,
     max_active_tasks: int | None = None,
     on_success: Callback | None = None,
-    on_failure: Callback | None = None,
+    on_failure: Callback | Literal["pause"] | None = None,
     on_retry: Callback | None = None,
     description: str | None = None,
     tags: Sequence[str] = (),

@@ -38,12 +38,13 @@ from .dag import DAG
 from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
 from .executor import Outcome, TryResult, run_try
 from .ingest import EventIngest
-from .observe import Observer
 from .limits import LimitKey, ReadyQueue
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler, TryLog, current_try
 from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
 from .models import Run, epoch_to_datetime
+from .observe import Observer
+from .recovery import BACKFILL_PRIORITY, UNLIMITED, RecoveryOps
 from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
 from .scheduler import RunProgress
@@ -55,7 +56,7 @@ log = logging.getLogger("podium.engine")
 ENGINE_STOPPED = "engine stopped while running"
 
 
-class Engine:
+class Engine(RecoveryOps):
     """An orchestration engine on the caller's event loop.
 
     ``db``: path of the SQLite state file. ``dags``: the DAGs it serves. ``max_tasks``: live tasks at most,
@@ -136,6 +137,7 @@ class Engine:
         self.max_log_bytes = max_log_bytes
         self._log_handler: TaskLogHandler | None = None
         self._observers: list[Observer] = []
+        self._paused: set[str] = set()
         self._after_dag: dict[str, list[Subscription]] = {}
 
     # -- registration -------------------------------------------------------------------------------
@@ -174,10 +176,15 @@ class Engine:
                     if node.options.concurrency is not None:
                         key = ("task", d.dag_id, node.task_id)
                         self._ready.set_capacity(key, node.options.concurrency)
-                if d.max_active_tasks is not None:
-                    self._ready.set_capacity(("dag", d.dag_id), d.max_active_tasks)
+                self._ready.set_capacity(
+                    ("dag", d.dag_id),
+                    d.max_active_tasks if d.max_active_tasks is not None else UNLIMITED,
+                )
                 self._store.writer.execute(*_dag_upsert(d, self.clock.now()))
             self._last_seq = await self._store.max_seq()
+            self._paused = await self._store.paused_dags() & set(self._dags)
+            for dag_id in self._paused:
+                self._ready.set_capacity(("dag", dag_id), 0)
             self._ingest.open()
             if self.capture_logs:
                 self._log_handler = TaskLogHandler(self._store.writer, self.max_log_bytes)
@@ -484,7 +491,9 @@ class Engine:
                     return await self.get_run(run_id)
                 await anyio.sleep(self.poll_interval)
 
-    async def cancel(self, run_id: str, reason: str = "cancelled by user") -> Run:
+    async def cancel(
+        self, run_id: str, reason: str = "cancelled by user", *, actor: str = "api"
+    ) -> Run:
         """Cancel a run: waiting tasks become ``cancelled``; running ones are cancelled through their
         cancel scope (their cleanup code runs) and recorded with ``reason``."""
         self._check_open()
@@ -495,6 +504,7 @@ class Engine:
                 return snapshot
             raise PodiumError(f"run {run_id!r} is not served by this engine")
         if not run.cancelling and not run.finishing:
+            self._record_operation(actor, "cancel", run=run, details={"reason": reason})
             run.cancelling = True
             run.note = reason
             self._ready.remove(lambda payload: payload[0] is run)
@@ -591,17 +601,21 @@ class Engine:
                 rec.load(r)
             if rec.state is TaskState.RUNNING:
                 self._recover_crashed_try(run, rec, now)
-            elif rec.state in (TaskState.QUEUED, TaskState.PAUSED):
+            elif rec.state is TaskState.QUEUED:
                 rec.state = TaskState.PENDING
             if rec.state is TaskState.SUCCESS:
                 run.results[tid] = rec.result  # downstream tasks read it, the task never re-runs
             run.tasks[tid] = rec
             states[tid] = rec.state
+            if rec.state is TaskState.PAUSED:
+                states[tid] = TaskState.PENDING  # waits behind the failure that paused the run
+            elif rec.state is TaskState.FAILED and run.state is RunState.PAUSED:
+                states[tid] = TaskState.PAUSED  # the failure that paused the run: not final yet
         run.progress = RunProgress(graph_spec_of(dag), states)
         for rec in run.tasks.values():
             if rec.state is TaskState.UP_FOR_RETRY:
                 self._schedule_retry(run, rec, rec.next_try_at or now)
-        if run.state is RunState.RUNNING:
+        if run.state in (RunState.RUNNING, RunState.PAUSED):
             self._running_runs[dag.dag_id] = self._running_runs.get(dag.dag_id, 0) + 1
             run.admitted = True
             self._start_run(run)
@@ -616,7 +630,7 @@ class Engine:
             run.run_id, rec.task_id, rec.try_number, TaskState.FAILED.value,
             rec.started_at, now, ENGINE_STOPPED, None,
         )  # fmt: skip
-        if rec.node.options.retry.should_retry(rec.try_number, None):
+        if rec.node.options.retry.should_retry(rec.try_number - rec.try_offset, None):
             rec.state = TaskState.UP_FOR_RETRY
             rec.next_try_at = now
             rec.error = ENGINE_STOPPED
@@ -642,17 +656,24 @@ class Engine:
     # -- runs: admission, progress and completion ----------------------------------------------------
 
     def _admit(self, run: ActiveRun) -> None:
-        dag_id = run.dag.dag_id
-        limit = run.dag.max_active_runs
-        if limit is not None and self._running_runs.get(dag_id, 0) >= limit:
-            self._waiting_runs.setdefault(dag_id, deque()).append(run)
+        """Queue the run behind its DAG's earlier runs and start as many as the limits allow."""
+        self._waiting_runs.setdefault(run.dag.dag_id, deque()).append(run)
+        self._admit_waiting(run.dag.dag_id)
+
+    def _admit_waiting(self, dag_id: str) -> None:
+        waiting = self._waiting_runs.get(dag_id)
+        if not waiting or dag_id in self._paused or self._stopping:
             return
-        self._running_runs[dag_id] = self._running_runs.get(dag_id, 0) + 1
-        run.admitted = True
-        run.state = RunState.RUNNING
-        run.started_at = self.clock.now()
-        self._write_run(run)
-        self._start_run(run)
+        limit = self._dags[dag_id].max_active_runs
+        while waiting and (limit is None or self._running_runs.get(dag_id, 0) < limit):
+            run = waiting.popleft()
+            self._running_runs[dag_id] = self._running_runs.get(dag_id, 0) + 1
+            run.admitted = True
+            run.state = RunState.RUNNING
+            if run.started_at is None:
+                run.started_at = self.clock.now()
+            self._write_run(run)
+            self._start_run(run)
 
     def _start_run(self, run: ActiveRun) -> None:
         ready, resolved = run.progress.start()
@@ -676,9 +697,10 @@ class Engine:
             rec.state = TaskState.QUEUED
             rec.queued_at = now
             self._write_task(run, rec)
-            self._ready.push(
-                (run, rec), priority=rec.node.options.priority, limits=rec.limit_keys(dag_id)
-            )
+            priority = rec.node.options.priority
+            if run.trigger == "backfill":
+                priority += BACKFILL_PRIORITY
+            self._ready.push((run, rec), priority=priority, limits=rec.limit_keys(dag_id))
         self._wake_dispatcher()
 
     def _maybe_finish(self, run: ActiveRun, force: RunState | None = None) -> None:
@@ -704,16 +726,14 @@ class Engine:
         dag_id = run.dag.dag_id
         if run.admitted:
             self._running_runs[dag_id] -= 1
-            waiting = self._waiting_runs.get(dag_id)
-            if waiting and not self._stopping:
-                self._admit(waiting.popleft())
+            self._admit_waiting(dag_id)
         run.done.set()
         self._ingest.work_finished()
         log.info("run %s of %s finished: %s", run.run_id, dag_id, run.state.value)
         if not self._stopping:
             await self._announce_completion(run)
         callback = run.dag.on_success if run.state is RunState.SUCCESS else run.dag.on_failure
-        if callback is not None and run.state is not RunState.CANCELLED:
+        if callable(callback) and run.state is not RunState.CANCELLED:
             await _call_callback(callback, await self.get_run(run.run_id), f"DAG {dag_id!r}")
 
     def _fail_run_now(self, run: ActiveRun, note: str) -> None:
@@ -815,8 +835,9 @@ class Engine:
             return
         if outcome.outcome is Outcome.FAILED and not run.cancelling and not self._stopping:
             policy = rec.node.options.retry
-            if policy.should_retry(rec.try_number, outcome.error):
-                delay = policy.delay_before(rec.try_number)
+            attempt = rec.try_number - rec.try_offset
+            if policy.should_retry(attempt, outcome.error):
+                delay = policy.delay_before(attempt)
                 rec.state = TaskState.UP_FOR_RETRY
                 rec.error, rec.traceback = outcome.message, outcome.traceback
                 rec.next_try_at = now + delay
@@ -845,6 +866,14 @@ class Engine:
         if state is TaskState.FAILED:
             log.error("%s/%s failed: %s", run.run_id, tid, outcome.message)
         self._record_try_final(run, rec, state, outcome, now)
+        if state is TaskState.FAILED and _pauses_on_failure(run, rec) and not run.cancelling:
+            rec.state = state
+            rec.finished_at = now
+            rec.error, rec.traceback = outcome.message, outcome.traceback
+            self._write_task(run, rec)
+            self._pause_on_failure(run, tid)
+            self._callbacks(run, rec, ctx, "on_failure", outcome.error)
+            return
         self._finish_task(
             run, rec, state, error=outcome.message, traceback=outcome.traceback, now=now
         )
@@ -893,7 +922,7 @@ class Engine:
         self._store.writer.update_task(
             run.run_id, rec.task_id, rec.state.value, rec.try_number, rec.queued_at,
             rec.started_at, rec.finished_at, rec.next_try_at, rec.result, rec.error,
-            rec.traceback,
+            rec.traceback, rec.try_offset,
         )  # fmt: skip
         for observer in self._observers:
             observer.task_changed(run, rec)
@@ -944,7 +973,7 @@ class Engine:
         callbacks = [getattr(rec.node.options, which)]
         if which == "on_retry":
             callbacks.append(run.dag.on_retry)
-        callbacks = [c for c in callbacks if c is not None]
+        callbacks = [c for c in callbacks if callable(c)]
         if not callbacks:
             return
         if ctx is None:
@@ -994,6 +1023,10 @@ class Engine:
             run.progress.states[tid] = TaskState.PENDING
             if run.state is RunState.RUNNING:
                 self._apply(run, [tid], [])
+
+
+def _pauses_on_failure(run: ActiveRun, rec: TaskRecord) -> bool:
+    return rec.node.options.on_failure == "pause" or run.dag.on_failure == "pause"
 
 
 def check_pools(d: DAG, pools: Mapping[str, int]) -> None:

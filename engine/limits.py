@@ -43,7 +43,16 @@ class ReadyQueue:
         return len(self._heap) + sum(len(p) for p in self._parked.values())
 
     def set_capacity(self, key: LimitKey, capacity: int) -> None:
+        """Change a limit; raising it wakes as many parked tasks as it frees slots."""
         self.capacities[key] = capacity
+        parked = self._parked.get(key)
+        while parked and self.used.get(key, 0) + self._woken(key) < capacity:
+            item = heapq.heappop(parked)
+            item.woken_by = key
+            heapq.heappush(self._heap, item)
+
+    def _woken(self, key: LimitKey) -> int:
+        return sum(1 for item in self._heap if item.woken_by == key)
 
     def push(self, payload: Any, *, priority: int = 0, limits: tuple[LimitKey, ...] = ()) -> None:
         """Add a ready task; ``limits`` are the keyed limits it needs a slot of (unknown keys: unlimited)."""

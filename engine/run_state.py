@@ -34,6 +34,7 @@ class TaskRecord:
         "task_id",
         "traceback",
         "try_number",
+        "try_offset",
     )
 
     def __init__(self, node: TaskNode) -> None:
@@ -51,10 +52,12 @@ class TaskRecord:
         self.checkpoint: bytes | None = None
         self.scope: anyio.CancelScope | None = None
         self.cancel_reason: str | None = None
+        self.try_offset = 0  # tries before the last rerun/resume; retries count from here
 
     def load(self, row: Any) -> None:
         (_, _, state, self.try_number, self.queued_at, self.started_at, self.finished_at,
-         self.next_try_at, self.result, self.error, self.traceback, self.checkpoint) = row  # fmt: skip
+         self.next_try_at, self.result, self.error, self.traceback, self.checkpoint,
+         self.try_offset) = row  # fmt: skip
         self.state = TaskState(state)
 
     def limit_keys(self, dag_id: str) -> tuple[LimitKey, ...]:

@@ -8,7 +8,7 @@ RUN_COLUMNS = (
 )
 TASK_COLUMNS = (
     "run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at, "
-    "result, error, traceback, checkpoint"
+    "result, error, traceback, checkpoint, try_offset"
 )
 
 INSERT_RUN = """
@@ -29,7 +29,7 @@ ON CONFLICT (run_id, task_id) DO NOTHING
 UPDATE_TASK = """
 UPDATE task_instances
 SET state = ?, try_number = ?, queued_at = ?, started_at = ?, finished_at = ?, next_try_at = ?,
-    result = ?, error = ?, traceback = ?
+    result = ?, error = ?, traceback = ?, try_offset = ?
 WHERE run_id = ? AND task_id = ?
 """
 
@@ -126,4 +126,30 @@ SELECT_LOGS = """
 SELECT try_number, line_no, ts, level, message FROM task_logs
 WHERE run_id = ? AND task_id = ? AND (? IS NULL OR try_number = ?) AND line_no > ?
 ORDER BY try_number, line_no
+"""
+
+INSERT_OPERATION = """
+INSERT INTO operations (ts, actor, operation, dag_id, run_id, details) VALUES (?, ?, ?, ?, ?, ?)
+"""
+SELECT_OPERATIONS = """
+SELECT id, ts, actor, operation, dag_id, run_id, details FROM operations
+WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR dag_id = ?) ORDER BY id DESC LIMIT ?
+"""
+SET_PAUSED = "UPDATE dags SET paused = ? WHERE dag_id = ?"
+SELECT_PAUSED = "SELECT dag_id FROM dags WHERE paused = 1"
+RESET_TASK = """
+UPDATE task_instances SET state = 'pending', queued_at = NULL, started_at = NULL,
+    finished_at = NULL, next_try_at = NULL, result = NULL, error = NULL, traceback = NULL,
+    try_offset = try_number
+WHERE run_id = ? AND task_id = ?
+"""
+
+INSERT_REQUEST = "INSERT INTO requests (ts, actor, operation, args) VALUES (?, ?, ?, ?)"
+SELECT_PENDING_REQUESTS = (
+    "SELECT id, actor, operation, args FROM requests WHERE state = 'pending' ORDER BY id"
+)
+SELECT_REQUEST = "SELECT id, state, result, error FROM requests WHERE id = ?"
+FINISH_REQUEST = "UPDATE requests SET state = ?, result = ?, error = ? WHERE id = ?"
+SELECT_RUNS_BY_KEYS_PREFIX = """
+SELECT run_key, state FROM runs WHERE dag_id = ? AND run_key >= ? AND run_key < ?
 """

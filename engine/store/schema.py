@@ -90,6 +90,31 @@ MIGRATIONS: list[str] = [
         started_at   REAL NOT NULL
     );
     """,
+    # 1 -> 2: recovery operations (issue 6): a fresh retry budget after a rerun, and an audit log
+    """
+    ALTER TABLE task_instances ADD COLUMN try_offset INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE operations (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts           REAL NOT NULL,
+        actor        TEXT NOT NULL,
+        operation    TEXT NOT NULL,
+        dag_id       TEXT,
+        run_id       TEXT,
+        details      BLOB
+    );
+    CREATE INDEX operations_by_run ON operations (run_id, id);
+    CREATE TABLE requests (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts           REAL NOT NULL,
+        actor        TEXT NOT NULL,
+        operation    TEXT NOT NULL,
+        args         BLOB NOT NULL,
+        state        TEXT NOT NULL DEFAULT 'pending',
+        result       BLOB,
+        error        TEXT
+    );
+    CREATE INDEX requests_by_state ON requests (state, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

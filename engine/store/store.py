@@ -253,6 +253,31 @@ class Store:
             q.SELECT_LOGS, (run_id, task_id, try_number, try_number, after_line)
         )
 
+    async def operations(
+        self, *, run_id: str | None = None, dag_id: str | None = None, limit: int = 100
+    ) -> list[Any]:
+        return await self._fetchall(q.SELECT_OPERATIONS, (run_id, run_id, dag_id, dag_id, limit))
+
+    async def pending_requests(self) -> list[Any]:
+        return await self._fetchall(q.SELECT_PENDING_REQUESTS)
+
+    async def request(self, request_id: int) -> Any:
+        return await self._fetchone(q.SELECT_REQUEST, (request_id,))
+
+    async def insert_request(self, actor: str, operation: str, args: dict[str, Any]) -> int:
+        """Queue an operation for the engine that owns this file (used by the CLI)."""
+        assert self._write is not None
+        cursor = await self._write.execute(
+            q.INSERT_REQUEST, (time.time(), actor, operation, serialization.dumps(args))
+        )
+        request_id = cursor.lastrowid
+        await cursor.close()
+        assert request_id is not None
+        return request_id
+
+    async def paused_dags(self) -> set[str]:
+        return {row[0] for row in await self._fetchall(q.SELECT_PAUSED)}
+
     async def dag_rows(self) -> list[Any]:
         return await self._fetchall(q.SELECT_DAGS)
 
@@ -306,7 +331,7 @@ def run_from_row(
 
 def task_from_row(row: Sequence[Any], tries: tuple[TaskTry, ...] = ()) -> TaskInstance:
     (_run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at,
-     result, error, traceback, checkpoint) = row  # fmt: skip
+     result, error, traceback, checkpoint, _try_offset) = row  # fmt: skip
     return TaskInstance(
         task_id=task_id,
         state=TaskState(state),

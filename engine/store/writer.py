@@ -139,6 +139,7 @@ class StoreWriter:
         result: bytes | None,
         error: str | None,
         traceback: str | None,
+        try_offset: int = 0,
     ) -> None:
         self._pending.tasks[(run_id, task_id)] = (
             state,
@@ -150,6 +151,7 @@ class StoreWriter:
             result,
             error,
             traceback,
+            try_offset,
             run_id,
             task_id,
         )
