@@ -817,6 +817,9 @@ class Engine(RecoveryOps):
                 self._idle.set()
                 self._idle = anyio.Event()
         self._record_outcome(run, rec, outcome, ctx)
+        if rec.settled is not None:
+            rec.settled.set()
+            rec.settled = None
 
     def _record_outcome(
         self, run: ActiveRun, rec: TaskRecord, outcome: TryResult, ctx: Context | None

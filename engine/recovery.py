@@ -107,10 +107,9 @@ class RecoveryOps:
             return await eng.get_run(run_id)
         if rec.scope is not None:
             rec.cancel_reason = reason
+            settled = rec.settled = rec.settled or anyio.Event()
             rec.scope.cancel()
-            with anyio.fail_after(30):
-                while not rec.state.finished and run.tasks[task_id] is rec:
-                    await anyio.sleep(0.005)  # the try records itself as it unwinds
+            await settled.wait()  # the try records itself as it unwinds
         else:
             eng._ready.remove(lambda payload: payload[1] is rec)
             if run.progress.states[task_id] in (TaskState.QUEUED, TaskState.PAUSED):
@@ -267,7 +266,7 @@ class RecoveryOps:
                 "dag_id": r[4],
                 "run_id": r[5],
                 "details": serialization.loads(r[6]),
-            }  # fmt: skip
+            }
             for r in rows
         ]
 

@@ -29,6 +29,7 @@ class TaskRecord:
         "queued_at",
         "result",
         "scope",
+        "settled",
         "started_at",
         "state",
         "task_id",
@@ -53,6 +54,7 @@ class TaskRecord:
         self.scope: anyio.CancelScope | None = None
         self.cancel_reason: str | None = None
         self.try_offset = 0  # tries before the last rerun/resume; retries count from here
+        self.settled: anyio.Event | None = None  # set when the running try has been recorded
 
     def load(self, row: Any) -> None:
         (_, _, state, self.try_number, self.queued_at, self.started_at, self.finished_at,
