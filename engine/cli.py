@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.progress import Progress
 from rich.table import Table
 
 from . import serialization
@@ -135,6 +136,51 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
 
+    for name, helptext in (("pause", "stop starting runs and tasks of a DAG"),
+                           ("unpause", "start a paused DAG's queued runs again")):  # fmt: skip
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("dag_id")
+        _db_arg(p)
+        _path_arg(p)
+        if name == "unpause":
+            p.add_argument("--skip-queued", action="store_true", help="cancel the queued runs")
+        p.set_defaults(handler=cmd_operation, operation=name)
+
+    resume = sub.add_parser("resume", help="continue a run paused by a failure")
+    resume.add_argument("run_id")
+    _db_arg(resume)
+    _path_arg(resume)
+    resume.add_argument("--wait", action="store_true")
+    resume.set_defaults(handler=cmd_operation, operation="resume")
+
+    rerun = sub.add_parser("rerun", help="run task instances of a run again, in the same run")
+    rerun.add_argument("run_id")
+    _db_arg(rerun)
+    _path_arg(rerun)
+    rerun.add_argument("--task", dest="tasks", action="append", metavar="TASK_ID")
+    rerun.add_argument("--failed-only", action="store_true")
+    rerun.add_argument("--downstream", action="store_true", help="also every task downstream")
+    rerun.add_argument("--wait", action="store_true")
+    rerun.set_defaults(handler=cmd_operation, operation="rerun")
+
+    cancel = sub.add_parser("cancel", help="cancel a run, or one task of it")
+    cancel.add_argument("run_id")
+    _db_arg(cancel)
+    _path_arg(cancel)
+    cancel.add_argument("--task", dest="task_id")
+    cancel.add_argument("--reason", default=None)
+    cancel.set_defaults(handler=cmd_operation, operation="cancel")
+
+    backfill = sub.add_parser("backfill", help="one run per schedule slot in a date range")
+    backfill.add_argument("dag_id")
+    _db_arg(backfill)
+    _path_arg(backfill)
+    backfill.add_argument("--start", required=True, help="YYYY-MM-DD (DAG's time zone)")
+    backfill.add_argument("--end", required=True, help="YYYY-MM-DD, inclusive")
+    backfill.add_argument("--missing-only", action="store_true", help="don't rerun failed slots")
+    backfill.add_argument("--max-active", type=int, default=None, help="backfill runs at once")
+    backfill.set_defaults(handler=cmd_operation, operation="backfill")
+
     logs = sub.add_parser("logs", help="a task's captured log lines")
     logs.add_argument("run_id")
     logs.add_argument("task_id")
@@ -149,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     _db_arg(dags)
     dags.set_defaults(handler=cmd_dags)
     return parser
+
+
+def _path_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--path", help="DAG file or folder, to act right here when no engine serves the state file"
+    )
 
 
 def _db_arg(p: argparse.ArgumentParser) -> None:
@@ -315,6 +367,149 @@ async def _follow(db: str, run_id: str) -> Run:
                 if run.finished:
                     return run
                 await anyio.sleep(0.2)
+
+
+# -- operations: pause / unpause / resume / rerun / cancel / backfill -----------------------------
+
+
+def _operation_args(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    op = args.operation
+    if op in ("pause", "unpause"):
+        extra = {"skip_queued": args.skip_queued} if op == "unpause" else {}
+        return op, {"dag_id": args.dag_id, **extra}
+    if op == "resume":
+        return op, {"run_id": args.run_id}
+    if op == "rerun":
+        return op, {
+            "run_id": args.run_id,
+            "tasks": args.tasks,
+            "failed_only": args.failed_only,
+            "downstream": args.downstream,
+        }
+    if op == "cancel":
+        reason = args.reason or f"cancelled by {_actor()}"
+        if args.task_id:
+            return "cancel_task", {"run_id": args.run_id, "task_id": args.task_id, "reason": reason}
+        return op, {"run_id": args.run_id, "reason": reason}
+    if op == "backfill":
+        return op, {
+            "dag_id": args.dag_id,
+            "start": args.start,
+            "end": args.end,
+            "missing_only": args.missing_only,
+            "max_active": args.max_active,
+        }
+    raise PodiumError(f"unknown operation {op}")
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+async def cmd_operation(args: argparse.Namespace) -> int:
+    """Hand the operation to the engine serving the file, or do it here with --path."""
+    operation, op_args = _operation_args(args)
+    if is_owned(args.db):
+        result = await _request(args.db, operation, op_args, args)
+    elif args.path:
+        result = await _operate_here(args.path, args.db, operation, op_args, args)
+    else:
+        raise PodiumError(
+            f"no engine serves {args.db}: start `podium run PATH --db {args.db}`, or pass --path "
+            "PATH to do it here"
+        )
+    console.print(f"{operation}: done {orjson.dumps(result).decode() if result else ''}")
+    run_id = getattr(args, "run_id", None)
+    if getattr(args, "wait", False) and run_id:
+        final = await _follow(args.db, run_id)
+        _print_run(final)
+        return 0 if final.state is RunState.SUCCESS else 1
+    if operation == "backfill" and isinstance(result, dict):
+        return 0 if not result.get("failed") else 1
+    return 0
+
+
+async def _request(
+    db: str, operation: str, op_args: dict[str, Any], args: argparse.Namespace
+) -> Any:
+    async with Store(db, owner=False) as store:
+        request_id = await store.insert_request(_actor(), operation, op_args)
+        total = await _backfill_total(store, op_args) if operation == "backfill" else 0
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task(operation, total=total or None)
+            while True:
+                _, state, result, error = await store.request(request_id)
+                if state == "done":
+                    return serialization.loads(result)
+                if state == "failed":
+                    raise PodiumError(error or f"{operation} failed")
+                if total:
+                    progress.update(bar, completed=await _backfill_done(store, op_args))
+                await anyio.sleep(0.1)
+
+
+async def _operate_here(
+    path: str, db: str, operation: str, op_args: dict[str, Any], args: argparse.Namespace
+) -> Any:
+    from .engine import REQUEST_OPERATIONS, _describe_result
+
+    loaded = load_dags(path)
+    for error in loaded.errors:
+        err_console.print(f"[bold red]error:[/] {error}")
+    async with Engine(db, dags=loaded.dags, sensors=False) as engine:
+        method = getattr(engine, REQUEST_OPERATIONS[operation])
+        if operation == "backfill":
+            with Progress(console=console, transient=True) as progress:
+                bar = progress.add_task("backfill", total=None)
+
+                def on_progress(done: int, total: int) -> None:
+                    progress.update(bar, completed=done, total=total)
+
+                result = await method(**op_args, actor=_actor(), on_progress=on_progress)
+        else:
+            result = await method(**op_args, actor=_actor())
+        run_id = op_args.get("run_id")
+        if run_id and operation in ("rerun", "resume"):
+            await engine.wait_run(run_id)  # the run finishes here, not at the next engine start
+        return _describe_result(result)
+
+
+async def _backfill_total(store: Store, op_args: dict[str, Any]) -> int:
+    return len(await _backfill_keys(store, op_args))
+
+
+async def _backfill_keys(store: Store, op_args: dict[str, Any]) -> list[str]:
+    from sensors.timer_source import timer_event_id
+
+    from .recovery import backfill_slots
+
+    row = await store.dag_row(op_args["dag_id"])
+    if row is None:
+        return []
+    timers = serialization.loads(row[1]).get("timers") or []
+    if not timers:
+        return []
+    schedule = _schedule_from_spec(timers[0])
+    slots = backfill_slots(schedule, op_args["start"], op_args["end"])
+    return [timer_event_id(op_args["dag_id"], slot) for slot in slots]
+
+
+async def _backfill_done(store: Store, op_args: dict[str, Any]) -> int:
+    keys = await _backfill_keys(store, op_args)
+    done = 0
+    for key in keys:
+        row = await store.find_run(op_args["dag_id"], key)
+        if row is not None and row[4] in ("success", "failed", "cancelled"):
+            done += 1
+    return done
+
+
+def _schedule_from_spec(spec: dict[str, Any]) -> Any:
+    from sensors.timers import Cron, Every
+
+    if spec["kind"] == "cron":
+        return Cron(spec["expr"], tz=spec["tz"])
+    return Every(seconds=spec["seconds"], start=spec.get("start"))
 
 
 # -- podium runs / show / dags ------------------------------------------------------------------------

@@ -406,7 +406,18 @@ class DAG:
                 for tid, node in self.tasks.items()
             ],
             "triggers": [repr(t) for t in self.triggers],
+            "timers": [_timer_spec(t) for t in self.triggers if _timer_spec(t) is not None],
         }
+
+
+def _timer_spec(trigger: Any) -> dict[str, Any] | None:
+    """A timer trigger as data, so tools without the DAG's code (the CLI) can compute its slots."""
+    kind = type(trigger).__name__
+    if kind == "Cron":
+        return {"kind": "cron", "expr": trigger.expr, "tz": trigger.tz}
+    if kind == "Every":
+        return {"kind": "every", "seconds": trigger.seconds, "start": trigger.start}
+    return None
 
 
 _COERCIBLE = {int, float, bool, str}

@@ -44,12 +44,13 @@ from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
 from .models import Run, epoch_to_datetime
 from .observe import Observer
-from .recovery import BACKFILL_PRIORITY, UNLIMITED, RecoveryOps
+from .recovery import BACKFILL_PRIORITY, UNLIMITED, BackfillResult, RecoveryOps
 from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
 from .scheduler import RunProgress
 from .states import RunState, TaskState
 from .store import Durability, Store, run_from_row
+from .store import queries as q
 
 log = logging.getLogger("podium.engine")
 
@@ -182,6 +183,7 @@ class Engine(RecoveryOps):
                 )
                 self._store.writer.execute(*_dag_upsert(d, self.clock.now()))
             self._last_seq = await self._store.max_seq()
+            self._store.writer.execute(q.ABANDON_REQUESTS, ())
             self._paused = await self._store.paused_dags() & set(self._dags)
             for dag_id in self._paused:
                 self._ready.set_capacity(("dag", dag_id), 0)
@@ -652,6 +654,32 @@ class Engine(RecoveryOps):
                 self._last_seq = max(self._last_seq, row[0])
                 if row[1] not in self._active:
                     await self._adopt(row, recovering=False)
+            for request in await self._store.pending_requests():
+                await self._start_request(*request)
+
+    async def _start_request(
+        self, request_id: int, actor: str, operation: str, args: bytes
+    ) -> None:
+        """Run an operation another process (the CLI) asked for; its outcome goes back in the row."""
+        assert self._tg is not None
+        writer = self._store.writer
+        writer.execute(q.FINISH_REQUEST, ("running", None, None, request_id))
+        await writer.flush()  # marked before it runs: a crash never executes it twice
+        self._tg.start_soon(self._execute_request, request_id, actor, operation, args)
+
+    async def _execute_request(
+        self, request_id: int, actor: str, operation: str, args: bytes
+    ) -> None:
+        writer = self._store.writer
+        outcome: tuple[str, bytes | None, str | None]
+        try:
+            method = getattr(self, REQUEST_OPERATIONS[operation])
+            result = await method(**serialization.loads(args), actor=actor)
+            outcome = ("done", serialization.dumps_for_display(_describe_result(result)), None)
+        except (PodiumError, KeyError, TypeError) as exc:
+            outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
+        writer.execute(q.FINISH_REQUEST, (*outcome, request_id))
+        await writer.flush()
 
     # -- runs: admission, progress and completion ----------------------------------------------------
 
@@ -1026,6 +1054,34 @@ class Engine(RecoveryOps):
             run.progress.states[tid] = TaskState.PENDING
             if run.state is RunState.RUNNING:
                 self._apply(run, [tid], [])
+
+
+REQUEST_OPERATIONS = {
+    "pause": "pause_dag",
+    "unpause": "unpause_dag",
+    "rerun": "rerun",
+    "resume": "resume",
+    "cancel": "cancel",
+    "cancel_task": "cancel_task",
+    "backfill": "backfill",
+}
+
+
+def _describe_result(result: Any) -> Any:
+    if isinstance(result, Run):
+        return {"run_id": result.run_id, "state": result.state.value}
+    if isinstance(result, BackfillResult):
+        return {
+            "dag_id": result.dag_id,
+            "slots": len(result.slots),
+            "created": len(result.created),
+            "rerun": len(result.rerun),
+            "skipped": len(result.skipped),
+            "failed": result.failed,
+        }
+    if hasattr(result, "__dataclass_fields__"):
+        return {k: getattr(result, k) for k in result.__dataclass_fields__}
+    return result
 
 
 def _pauses_on_failure(run: ActiveRun, rec: TaskRecord) -> bool:

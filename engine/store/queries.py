@@ -153,3 +153,7 @@ FINISH_REQUEST = "UPDATE requests SET state = ?, result = ?, error = ? WHERE id 
 SELECT_RUNS_BY_KEYS_PREFIX = """
 SELECT run_key, state FROM runs WHERE dag_id = ? AND run_key >= ? AND run_key < ?
 """
+ABANDON_REQUESTS = (
+    "UPDATE requests SET state = 'failed', error = 'engine stopped while running it' "
+    "WHERE state = 'running'"
+)

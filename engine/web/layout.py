@@ -1,0 +1,304 @@
+"""A DAG drawn as layers: pure layout (positions in, nothing else) and its SVG.
+
+Layered (Sugiyama-style) layout, small enough to read:
+
+1. **Layers** by longest path from the roots (a task sits one column right of its deepest upstream).
+2. **Dummy points** on edges that span several layers, one per skipped layer, so a long edge gets its
+   own slot in each column it crosses and never runs through a node.
+3. **Order** within each layer by the barycenter heuristic (a few down and up sweeps, stable sorts,
+   the DAG's own order as the starting point), which removes most edge crossings.
+4. **Coordinates**: columns left to right, each column's slots stacked and centred vertically.
+
+No I/O and no clock: ``layout_graph`` takes the graph as ``{task_id: upstream ids}`` and returns a
+``GraphLayout``; ``graph_svg`` turns that and the tasks' states into an SVG string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+
+NODE_HEIGHT = 38.0
+DUMMY_HEIGHT = 6.0
+ROW_GAP = 16.0
+LAYER_GAP = 64.0
+MARGIN = 12.0
+CHAR_WIDTH = 7.4
+MAX_LABEL = 28
+_SWEEPS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBox:
+    """A task's box: top-left corner, size, column (``layer``) and row within the column."""
+
+    task_id: str
+    layer: int
+    row: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def right(self) -> float:
+        return self.x + self.width
+
+    @property
+    def bottom(self) -> float:
+        return self.y + self.height
+
+    @property
+    def cy(self) -> float:
+        return self.y + self.height / 2
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePath:
+    """An edge as a polyline: the source's right side, then two points per layer it crosses
+    (entering and leaving that column at its dummy slot), then the target's left side."""
+
+    source: str
+    target: str
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphLayout:
+    nodes: dict[str, NodeBox]
+    edges: tuple[EdgePath, ...]
+    layers: tuple[tuple[str, ...], ...]
+    width: float
+    height: float
+
+
+def layers_of(upstream: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Tasks grouped by depth (longest path from a root), each layer in the mapping's order.
+
+    Raises ``ValueError`` for an upstream id that is not a task, or a cycle."""
+    for tid, ups in upstream.items():
+        for up in ups:
+            if up not in upstream:
+                raise ValueError(f"task {tid!r} names unknown upstream {up!r}")
+    depth: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def visit(tid: str) -> int:
+        if tid in depth:
+            return depth[tid]
+        if tid in visiting:
+            raise ValueError(f"cycle through {tid!r}")
+        visiting.add(tid)
+        d = 1 + max((visit(up) for up in upstream[tid]), default=-1)
+        visiting.discard(tid)
+        depth[tid] = d
+        return d
+
+    for tid in upstream:
+        visit(tid)
+    layers: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for tid in upstream:
+        layers[depth[tid]].append(tid)
+    return layers
+
+
+def layout_graph(
+    upstream: Mapping[str, Sequence[str]],
+    *,
+    node_height: float = NODE_HEIGHT,
+    layer_gap: float = LAYER_GAP,
+    row_gap: float = ROW_GAP,
+    margin: float = MARGIN,
+) -> GraphLayout:
+    """Place every task of the graph ``{task_id: upstream ids}``; see the module docstring."""
+    layers = layers_of(upstream)
+    depth = {tid: i for i, layer in enumerate(layers) for tid in layer}
+    width = node_width(upstream)
+
+    # Columns hold real tasks and dummy slots (one per long edge per crossed layer).
+    columns: list[list[str | tuple[str, str, int]]] = [list(layer) for layer in layers]
+    links: dict[str | tuple[str, str, int], list[str | tuple[str, str, int]]] = {}
+    chains: dict[tuple[str, str], list[str | tuple[str, str, int]]] = {}
+
+    def link(a: str | tuple[str, str, int], b: str | tuple[str, str, int]) -> None:
+        links.setdefault(a, []).append(b)
+        links.setdefault(b, []).append(a)
+
+    for tid, ups in upstream.items():
+        for up in dict.fromkeys(ups):
+            chain: list[str | tuple[str, str, int]] = [up]
+            for layer in range(depth[up] + 1, depth[tid]):
+                dummy = (up, tid, layer)
+                columns[layer].append(dummy)
+                chain.append(dummy)
+            chain.append(tid)
+            for a, b in zip(chain, chain[1:], strict=False):
+                link(a, b)
+            chains[(up, tid)] = chain
+
+    _order_columns(columns, links)
+
+    def slot_height(item: str | tuple[str, str, int]) -> float:
+        return node_height if isinstance(item, str) else DUMMY_HEIGHT
+
+    heights = [sum(slot_height(i) for i in col) + row_gap * max(len(col) - 1, 0) for col in columns]
+    total_height = max(heights, default=0.0)
+    boxes: dict[str | tuple[str, str, int], NodeBox] = {}
+    for li, col in enumerate(columns):
+        x = margin + li * (width + layer_gap)
+        y = margin + (total_height - heights[li]) / 2
+        for row, item in enumerate(col):
+            h = slot_height(item)
+            name = item if isinstance(item, str) else f"{item[0]}->{item[1]}@{item[2]}"
+            boxes[item] = NodeBox(name, li, row, x, y, width, h)
+            y += h + row_gap
+
+    edges: list[EdgePath] = []
+    for (up, tid), chain in chains.items():
+        src, dst = boxes[up], boxes[tid]
+        points: list[tuple[float, float]] = [(src.right, src.cy)]
+        for dummy in chain[1:-1]:
+            box = boxes[dummy]
+            points += [(box.x, box.cy), (box.right, box.cy)]
+        points.append((dst.x, dst.cy))
+        edges.append(EdgePath(up, tid, tuple(points)))
+
+    nodes = {item: box for item, box in boxes.items() if isinstance(item, str)}
+    count = len(columns)
+    return GraphLayout(
+        nodes=nodes,
+        edges=tuple(edges),
+        layers=tuple(tuple(layer) for layer in layers),
+        width=2 * margin + count * width + max(count - 1, 0) * layer_gap,
+        height=2 * margin + total_height,
+    )
+
+
+def node_width(upstream: Mapping[str, Sequence[str]]) -> float:
+    """One width for every box: enough for the longest (truncated) label, within bounds."""
+    longest = max((len(label_of(t)) for t in upstream), default=0)
+    return max(96.0, min(240.0, longest * CHAR_WIDTH + 28))
+
+
+def label_of(task_id: str) -> str:
+    return task_id if len(task_id) <= MAX_LABEL else task_id[: MAX_LABEL - 1] + "…"
+
+
+def _order_columns(
+    columns: list[list[str | tuple[str, str, int]]],
+    links: Mapping[str | tuple[str, str, int], Sequence[str | tuple[str, str, int]]],
+) -> None:
+    """Reorder each column in place by the mean row of its neighbours in the adjacent column."""
+
+    def sweep(indices: range, neighbour_offset: int) -> None:
+        for li in indices:
+            ref = columns[li + neighbour_offset]
+            pos = {item: i for i, item in enumerate(ref)}
+            current = {item: i for i, item in enumerate(columns[li])}
+
+            def key(item: str | tuple[str, str, int]) -> float:
+                near = [pos[n] for n in links.get(item, ()) if n in pos]
+                return sum(near) / len(near) if near else float(current[item])
+
+            columns[li].sort(key=key)
+
+    for _ in range(_SWEEPS):
+        sweep(range(1, len(columns)), -1)
+        sweep(range(len(columns) - 2, -1, -1), +1)
+    sweep(range(1, len(columns)), -1)
+
+
+def crossings(layout: GraphLayout) -> int:
+    """How many pairs of edge segments between the same two columns cross (for tests and tuning)."""
+    segments: dict[float, list[tuple[float, float]]] = {}
+    for edge in layout.edges:
+        for (x1, y1), (x2, y2) in zip(edge.points, edge.points[1:], strict=False):
+            if x2 > x1:
+                segments.setdefault(round(x1, 3), []).append((y1, y2))
+    count = 0
+    for segs in segments.values():
+        for i, (a1, a2) in enumerate(segs):
+            for b1, b2 in segs[i + 1 :]:
+                if (a1 - b1) * (a2 - b2) < 0:
+                    count += 1
+    return count
+
+
+def edge_path_d(points: Sequence[tuple[float, float]]) -> str:
+    """SVG path data: straight inside a column, an S-curve between columns."""
+    (x0, y0), *rest = points
+    parts = [f"M{x0:.1f},{y0:.1f}"]
+    prev = (x0, y0)
+    for x, y in rest:
+        px, py = prev
+        if py == y:
+            parts.append(f"L{x:.1f},{y:.1f}")
+        else:
+            mid = (px + x) / 2
+            parts.append(f"C{mid:.1f},{py:.1f} {mid:.1f},{y:.1f} {x:.1f},{y:.1f}")
+        prev = (x, y)
+    return " ".join(parts)
+
+
+def graph_svg(
+    layout: GraphLayout,
+    states: Mapping[str, str] | None = None,
+    *,
+    notes: Mapping[str, str] | None = None,
+    link_prefix: str | None = "#task-",
+) -> str:
+    """The laid-out graph as an inline SVG element.
+
+    Each task is a ``<g class="node st-STATE" data-task=ID>`` (the page's script changes the class
+    as the run progresses); ``notes`` is a short second line per task (e.g. ``try 2``); with
+    ``link_prefix`` a node links to ``link_prefix + task_id`` (the task's panel on the run page)."""
+    states = states or {}
+    notes = notes or {}
+    out = [
+        f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {layout.width:.0f} {layout.height:.0f}" '
+        f'width="{layout.width:.0f}" height="{layout.height:.0f}" role="img" '
+        f'aria-label="task graph">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+        'class="arrowhead"/></marker></defs>',
+    ]
+    for edge in layout.edges:
+        out.append(
+            f'<path class="edge" d="{edge_path_d(edge.points)}" marker-end="url(#arrow)" '
+            f'data-from="{escape(edge.source)}" data-to="{escape(edge.target)}"/>'
+        )
+    for tid, box in layout.nodes.items():
+        state = states.get(tid, "none")
+        note = notes.get(tid, state)
+        body = (
+            f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.1f}" '
+            f'height="{box.height:.1f}" rx="6"/>'
+            f'<text class="node-label" x="{box.x + 10:.1f}" y="{box.y + 16:.1f}">'
+            f"{escape(label_of(tid))}</text>"
+            f'<text class="node-state" x="{box.x + 10:.1f}" y="{box.y + 30:.1f}">'
+            f"{escape(note)}</text>"
+            f"<title>{escape(tid)}: {escape(state)}</title>"
+        )
+        if link_prefix is not None:
+            body = f'<a href="{escape(link_prefix + tid)}">{body}</a>'
+        out.append(
+            f'<g class="node st-{escape(state)}" data-task="{escape(tid)}" '
+            f'data-state="{escape(state)}">{body}</g>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+__all__ = [
+    "EdgePath",
+    "GraphLayout",
+    "NodeBox",
+    "crossings",
+    "edge_path_d",
+    "graph_svg",
+    "label_of",
+    "layers_of",
+    "layout_graph",
+]
