@@ -140,11 +140,11 @@ def test_backfill_killed_midway_continues_without_duplicates(podium: Podium) -> 
         args, env=podium.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     podium.until(
-        lambda: sum(l.startswith("slot") for l in podium.ledger()) >= 4, "backfill progress"
+        lambda: sum(line.startswith("slot") for line in podium.ledger()) >= 4, "backfill progress"
     )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    done_before = sum(l.startswith("slot") for l in podium.ledger())
+    done_before = sum(line.startswith("slot") for line in podium.ledger())
     assert done_before < 12
     finished = subprocess.run(
         args, env=podium.env, capture_output=True, text=True, timeout=90, check=False
@@ -153,7 +153,7 @@ def test_backfill_killed_midway_continues_without_duplicates(podium: Podium) -> 
     runs = podium.runs("nightly")
     assert len(runs) == 12 and {r["state"] for r in runs} == {"success"}
     assert len({r["key"] for r in runs}) == 12
-    executed = Counter(l.split()[1] for l in podium.ledger() if l.startswith("slot"))
+    executed = Counter(line.split()[1] for line in podium.ledger() if line.startswith("slot"))
     assert len(executed) == 12
     # a slot runs twice only if the kill hit it mid-task (it is retried, never duplicated as a run)
     assert sum(executed.values()) - 12 <= 1
