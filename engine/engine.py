@@ -49,6 +49,7 @@ from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
 from .scheduler import RunProgress
 from .states import RunState, TaskState
+from .taskset import TaskSet
 from .store import Durability, Store, run_from_row
 from .store import queries as q
 
@@ -139,6 +140,8 @@ class Engine(RecoveryOps):
         self._log_handler: TaskLogHandler | None = None
         self._observers: list[Observer] = []
         self._paused: set[str] = set()
+        self._tries = TaskSet(self._crash)
+        self._crashed: BaseException | None = None
         self._after_dag: dict[str, list[Subscription]] = {}
 
     # -- registration -------------------------------------------------------------------------------
@@ -222,6 +225,12 @@ class Engine(RecoveryOps):
     ) -> bool | None:
         return await self._shutdown(exc)
 
+    def _crash(self, exc: BaseException) -> None:
+        """An engine bug escaped a task try: stop the engine rather than run on in a bad state."""
+        if self._crashed is None and self._tg is not None:
+            self._crashed = exc
+            self._tg.cancel_scope.cancel()
+
     def stop_now(self) -> None:
         """Cut the shutdown grace short: cancel in-flight tasks at once (they run again next start).
 
@@ -258,11 +267,16 @@ class Engine(RecoveryOps):
                     with anyio.move_on_after(5):
                         await self._idle.wait()
                 self._tg.cancel_scope.cancel()
+                await self._tries.cancel_and_wait(timeout=5)
         finally:
             try:
                 suppress = await self._tg.__aexit__(
                     type(exc) if exc else None, exc, exc.__traceback__ if exc else None
                 )
+                if self._crashed is not None:
+                    raise PodiumError(
+                        "the engine stopped after an internal error"
+                    ) from self._crashed
             finally:
                 self._ingest.close()
                 if self._log_handler is not None:
@@ -800,9 +814,17 @@ class Engine(RecoveryOps):
                 self._in_flight += 1
                 self._write_task(run, rec)
                 batch.append((run, rec, limits))
-            await self._store.writer.flush()
-            for run, rec, limits in batch:
-                self._tg.start_soon(self._run_task, run, rec, limits)
+            if batch:
+                # Start the tries once their `running` rows are committed, without holding up the
+                # next dispatch round: slots freed meanwhile are filled by the next commit.
+                self._tries.spawn(self._start_when_committed(batch))
+
+    async def _start_when_committed(
+        self, batch: list[tuple[ActiveRun, TaskRecord, tuple[LimitKey, ...]]]
+    ) -> None:
+        await self._store.writer.flush()
+        for run, rec, limits in batch:
+            self._tries.spawn(self._run_task(run, rec, limits))
 
     def _release(self, limits: tuple[LimitKey, ...]) -> None:
         self._ready.release(limits)
