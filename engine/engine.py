@@ -49,9 +49,9 @@ from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
 from .scheduler import RunProgress
 from .states import RunState, TaskState
-from .taskset import TaskSet
 from .store import Durability, Store, run_from_row
 from .store import queries as q
+from .taskset import TaskSet
 
 log = logging.getLogger("podium.engine")
 
