@@ -70,7 +70,26 @@ def load_dags(path: str | Path) -> LoadResult:
     return result
 
 
+def _package_module_name(file: Path) -> str | None:
+    """``a.b.c`` for a file inside packages (folders with ``__init__.py``), with their root on
+    ``sys.path``, so the file's relative imports work; None for a loose file."""
+    parts = [file.stem]
+    folder = file.parent
+    while (folder / "__init__.py").exists():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1:
+        return None
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return ".".join(parts)
+
+
 def _import_dags(file: Path) -> list[DAG]:
+    package_name = _package_module_name(file)
+    if package_name is not None:
+        module = importlib.import_module(package_name)
+        return [v for v in vars(module).values() if isinstance(v, DAG)]
     digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
     name = f"podium_dags.{file.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, file)

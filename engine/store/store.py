@@ -148,10 +148,17 @@ class Store:
             raise StoreError(f"cannot prepare state file {self.path}: {exc}") from exc
 
     async def _close_connections(self) -> None:
-        for conn in (self._read, self._write):
-            if conn is not None:
-                await conn.close()
+        conns = [c for c in (self._read, self._write) if c is not None]
         self._read = self._write = None
+        try:
+            for conn in conns:
+                await conn.close()
+        finally:
+            # A close interrupted by a cancellation (a second Ctrl-C, a host cancelling the task
+            # twice) would leave aiosqlite's non-daemon thread running and hang the process at exit.
+            for conn in conns:
+                if getattr(conn, "_running", False):
+                    conn.stop()
 
     # -- reads --------------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Runnable examples of Podium: ``python -m examples.customer_analytics`` (``make demo``)."""
