@@ -66,6 +66,8 @@ class EventIngest:
 
     @property
     def accepting(self) -> bool:
+        if self._saturated:
+            self.work_finished()  # the store may have recovered with nothing left to finish
         if not self._saturated and (
             self._engine.pending_runs >= self.high_water or not self._engine.store_healthy
         ):
@@ -80,7 +82,10 @@ class EventIngest:
 
     async def wait_accepting(self) -> None:
         while not self.accepting:
-            await self._resumed.wait()
+            with anyio.move_on_after(
+                0.5
+            ):  # re-check: a store fault can clear with no run finishing
+                await self._resumed.wait()
 
     async def load_cursor(self, cursor_id: str) -> Any:
         return await self._engine.store.load_cursor(cursor_id)

@@ -349,7 +349,8 @@ class StoreWriter:
             await conn.commit()
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await conn.rollback()
+                if conn.in_transaction:
+                    await conn.rollback()
             raise
 
 
@@ -383,5 +384,6 @@ def _apply_in_thread(raw: sqlite3.Connection, statements: list[tuple[str, Any, b
                 raw.execute(sql, params)
         raw.execute("COMMIT")
     except BaseException:
-        raw.execute("ROLLBACK")
+        if raw.in_transaction:  # SQLite already rolled back on some errors (SQLITE_FULL)
+            raw.execute("ROLLBACK")
         raise
