@@ -423,15 +423,24 @@ class Engine(RecoveryOps):
         from sensors.sources import source_for, subscription_of
 
         assert self._tg is not None
+        shared: dict[str, list[tuple[DAG, int, Any]]] = {}
         for d in self._dags.values():
             for index, trig in enumerate(d.triggers):
                 subscription = subscription_of(trig, dag_id=d.dag_id, index=index)
                 self._ingest.subscribe(subscription, Subscription(d, trig))
-                if not self.sensors_enabled or subscription in self._sources:
-                    continue
-                source = source_for(trig, dag_id=d.dag_id, index=index, clock=self.clock)
-                if source is None:
-                    continue
+                shared.setdefault(subscription, []).append((d, index, trig))
+        if not self.sensors_enabled:
+            return
+        for subscription, triggers in shared.items():
+            d, index, first = triggers[0]
+            source = source_for(
+                first,
+                dag_id=d.dag_id,
+                index=index,
+                clock=self.clock,
+                sharing=[t for _, _, t in triggers[1:]],
+            )
+            if source is not None:
                 self._sources[subscription] = source
                 self._tg.start_soon(self._supervise_source, source)
 

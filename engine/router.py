@@ -53,6 +53,9 @@ def _decide(event: Event, sub: Subscription) -> Decision:
     if event.error is not None:
         return Decision(dag_id, Outcome.DEAD, error=event.error)
     payload = event.payload if isinstance(event.payload, Mapping) else {"value": event.payload}
+    wants = getattr(sub.trigger, "matches", None)  # triggers sharing a source (one SQS queue)
+    if callable(wants) and not wants(payload):
+        return Decision(dag_id, Outcome.FILTERED)
     predicate = getattr(sub.trigger, "filter", None)
     if predicate is not None:
         try:

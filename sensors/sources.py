@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from engine.clock import Clock
@@ -27,8 +28,12 @@ def subscription_of(trigger: Any, *, dag_id: str, index: int) -> str:
     raise TriggerError(f"DAG {dag_id!r}: {trigger!r} is not a trigger Podium knows")
 
 
-def source_for(trigger: Any, *, dag_id: str, index: int, clock: Clock) -> EventSource | None:
-    """A new source for ``trigger``, or None when the engine delivers its events itself (AfterDag)."""
+def source_for(
+    trigger: Any, *, dag_id: str, index: int, clock: Clock, sharing: Sequence[Any] = ()
+) -> EventSource | None:
+    """A new source for ``trigger``, or None when the engine delivers its events itself (AfterDag).
+
+    ``sharing``: the other triggers with the same subscription, which the one source serves too."""
     if isinstance(trigger, (Cron, Every)):
         return TimerSource(dag_id, index, trigger, clock)
     if isinstance(trigger, AfterDag):
@@ -41,5 +46,5 @@ def source_for(trigger: Any, *, dag_id: str, index: int, clock: Clock) -> EventS
     if isinstance(trigger, S3Events):
         from . import s3
 
-        return s3.source_for(trigger)  # type: ignore[attr-defined,no-any-return,unused-ignore]
+        return s3.source_for(trigger, *[t for t in sharing if isinstance(t, S3Events)])
     raise TriggerError(f"DAG {dag_id!r}: {trigger!r} is not a trigger Podium knows")
