@@ -42,8 +42,11 @@ class TaskOptions:
     on_success: Callback | None = None
     on_failure: Callback | Literal["pause"] | None = None
     on_retry: Callback | None = None
+    sla: float | None = None
 
     def validate(self, name: str) -> None:
+        if self.sla is not None and not self.sla > 0:
+            raise DAGError(f"task {name!r}: sla must be > 0 seconds, got {self.sla!r}")
         if isinstance(self.on_failure, str) and self.on_failure != "pause":
             raise DAGError(
                 f'task {name!r}: on_failure takes a callback or "pause", got {self.on_failure!r}'
@@ -333,6 +336,7 @@ class DAG:
         description: str | None = None,
         tags: Sequence[str] = (),
         source_file: str | None = None,
+        sla: float | None = None,
     ) -> None:
         if isinstance(on_failure, str) and on_failure != "pause":
             raise DAGError(
@@ -349,6 +353,7 @@ class DAG:
         self.description = description
         self.tags = tuple(tags)
         self.source_file = source_file
+        self.sla = sla
         self.order = _topological_order(dag_id, nodes)
         self.tasks: dict[str, TaskNode] = {tid: nodes[tid] for tid in self.order}
         self.roots = tuple(tid for tid in self.order if not self.tasks[tid].upstream)
@@ -563,6 +568,7 @@ def task(
     on_success: Callback | None = None,
     on_failure: Callback | Literal["pause"] | None = None,
     on_retry: Callback | None = None,
+    sla: float | None = None,
 ) -> Callable[[Callable[P, R]], TaskDef[P, R]]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
     """Declare a task. Bare (``@task``) or with options (``@task(retries=3, pool="db")``).
@@ -570,7 +576,9 @@ def task(fn: Any = None, /, **options: Any) -> Any:
     Options: ``task_id``, ``retries``, ``retry_delay`` (s), ``retry_backoff`` (factor), ``max_retry_delay``,
     ``retry_jitter`` (0..1), ``retry_on`` (exception types), ``timeout`` (s), ``pool``, ``priority`` (higher
     first), ``concurrency`` (live tries of this task across all runs), ``trigger_rule``, and the callbacks
-    ``on_success``, ``on_failure``, ``on_retry`` (called with the task's Context, sync or async).
+    ``on_success``, ``on_failure``, ``on_retry`` (called with the task's Context, sync or async;
+    ``on_failure="pause"`` pauses the run instead of failing downstream tasks), and ``sla`` (seconds
+    after the run's logical date by which the task should have succeeded; a miss is alerted).
     """
     if fn is not None:
         return TaskDef(fn, TaskOptions())
@@ -598,6 +606,7 @@ def dag(
     on_retry: Callback | None = None,
     description: str | None = None,
     tags: Sequence[str] = (),
+    sla: float | None = None,
 ) -> Callable[[Callable[..., Any]], DAG]: ...
 def dag(fn: Any = None, /, **options: Any) -> Any:
     """Declare a DAG. The function runs once, now, to build the graph; its parameters are the DAG's params.

@@ -22,7 +22,8 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,7 +38,10 @@ from .context import Context
 from .dag import DAG
 from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
 from .executor import Outcome, TryResult, run_try
+from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, AlertKind, Alerting, Notifier, SLAResolver
 from .ingest import EventIngest
+from .metrics import Metrics
+from .slowness import SLA, SlownessPolicy
 from .limits import LimitKey, ReadyQueue
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler, TryLog, current_try
 from .logs import install as install_log_handler
@@ -90,6 +94,15 @@ class Engine(RecoveryOps):
         bus_size: int = 64,
         capture_logs: bool = True,
         max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+        notifiers: Sequence[Notifier] = (),
+        alert_on: Iterable[AlertKind] = DEFAULT_ON,
+        base_url: str | None = None,
+        slowness: SlownessPolicy | None = DEFAULT_SLOWNESS,
+        slowness_overrides: Mapping[str | tuple[str, str], SlownessPolicy | None] | None = None,
+        sla: Mapping[str | tuple[str, str], SLA | float] | SLAResolver | None = None,
+        loop_lag_threshold: float = 0.5,
+        http: str | None = None,
+        http_token: str | None = None,
     ) -> None:
         if max_tasks < 1:
             raise PodiumError(f"max_tasks must be >= 1, got {max_tasks}")
@@ -142,6 +155,20 @@ class Engine(RecoveryOps):
         self._paused: set[str] = set()
         self._tries = TaskSet(self._crash)
         self._crashed: BaseException | None = None
+        self.alerting = Alerting(
+            self,
+            notifiers,
+            on=alert_on,
+            base_url=base_url,
+            slowness=slowness,
+            slowness_overrides=slowness_overrides,
+            sla=sla,
+        )
+        self.metrics = Metrics(loop_lag_threshold=loop_lag_threshold, alerting=self.alerting)
+        self._observers += [self.metrics, self.alerting]
+        self.http = _parse_http(http)
+        self.http_token = http_token
+        self.http_port: int | None = None
         self._after_dag: dict[str, list[Subscription]] = {}
 
     # -- registration -------------------------------------------------------------------------------
@@ -203,6 +230,15 @@ class Engine(RecoveryOps):
             await self._store.__aexit__(None, None, None)
             raise
         try:
+            self._store.writer.on_commit = self.metrics.observe_commit
+            await self._tg.start(self.alerting.run)  # seeds baselines before runs are adopted
+            self._tg.start_soon(self.metrics.loop_lag.run)
+            if self.http is not None:
+                from .web import serve as serve_http
+
+                self.http_port = await self._tg.start(
+                    partial(serve_http, self, self.http[0], self.http[1], self.http_token)
+                )
             for row in await self._store.unfinished_run_rows():
                 await self._adopt(row, recovering=True)
             await self._store.writer.flush()
@@ -266,6 +302,8 @@ class Engine(RecoveryOps):
                     self._cancel_in_flight("shutdown")
                     with anyio.move_on_after(5):
                         await self._idle.wait()
+                with anyio.move_on_after(5):
+                    await self.alerting.flush()  # deliver the last failures' alerts
                 self._tg.cancel_scope.cancel()
                 await self._tries.cancel_and_wait(timeout=5)
         finally:
@@ -407,6 +445,10 @@ class Engine(RecoveryOps):
         rows = await self._store.task_logs(run_id, task_id, try_number)
         names = ("try_number", "line", "ts", "level", "message")
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the engine's metrics (served at ``/metrics``)."""
+        return self.metrics.render(self)
 
     @property
     def pending_runs(self) -> int:
@@ -1096,6 +1138,17 @@ REQUEST_OPERATIONS = {
     "cancel_task": "cancel_task",
     "backfill": "backfill",
 }
+
+
+def _parse_http(http: str | None) -> tuple[str, int] | None:
+    """``"127.0.0.1:8080"`` or ``":8080"`` (loopback) → (host, port)."""
+    if http is None:
+        return None
+    host, _, port = http.rpartition(":")
+    try:
+        return (host or "127.0.0.1", int(port))
+    except ValueError:
+        raise PodiumError(f"http must look like HOST:PORT, got {http!r}") from None
 
 
 def _describe_result(result: Any) -> Any:

@@ -139,9 +139,10 @@ def find_slow(
         limit = threshold(base, policy.factor, policy.min_baseline)
         if elapsed > limit:
             slow.append(
-                Slowdown(t.dag_id, t.run_id, t.task_id, t.try_number, elapsed, base, limit,
-                         len(samples))
-            )  # fmt: skip
+                Slowdown(
+                    t.dag_id, t.run_id, t.task_id, t.try_number, elapsed, base, limit, len(samples)
+                )
+            )
     return slow
 
 

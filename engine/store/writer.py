@@ -12,8 +12,9 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import aiosqlite
@@ -99,6 +100,7 @@ class StoreWriter:
         self.commits = 0
         self.rows_written = 0
         self._loop_thread = threading.get_ident()
+        self.on_commit: Callable[[int, float], None] | None = None  # metrics: (rows, seconds)
         self._loop = asyncio.get_running_loop()
         self._thread_logs: deque[tuple[Any, ...]] = deque()
 
@@ -324,6 +326,7 @@ class StoreWriter:
             return
 
     async def _commit(self, batch: _Batch) -> None:
+        started = time.perf_counter()
         statements = _statements(batch)
         run_in_thread = getattr(self._conn, "_execute", None)
         raw = getattr(self._conn, "_connection", None)
@@ -336,6 +339,8 @@ class StoreWriter:
             await self._commit_statement_by_statement(statements)
         self.commits += 1
         self.rows_written += batch.size()
+        if self.on_commit is not None:
+            self.on_commit(batch.size(), time.perf_counter() - started)
 
     async def _commit_statement_by_statement(self, statements: list[tuple[str, Any, bool]]) -> None:
         conn = self._conn
