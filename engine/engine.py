@@ -33,25 +33,25 @@ import anyio.abc
 from sensors.base import Event, EventBatch, EventSource
 
 from . import serialization
+from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, Alerting, AlertKind, Notifier, SLAResolver
 from .clock import Clock, SystemClock
 from .context import Context
 from .dag import DAG
 from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
 from .executor import Outcome, TryResult, run_try
-from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, AlertKind, Alerting, Notifier, SLAResolver
 from .ingest import EventIngest
-from .metrics import Metrics
-from .slowness import SLA, SlownessPolicy
 from .limits import LimitKey, ReadyQueue
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler, TryLog, current_try
 from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
+from .metrics import Metrics
 from .models import Run, epoch_to_datetime
 from .observe import Observer
 from .recovery import BACKFILL_PRIORITY, UNLIMITED, BackfillResult, RecoveryOps
 from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
 from .scheduler import RunProgress
+from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState
 from .store import Durability, Store, run_from_row
 from .store import queries as q
