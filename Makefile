@@ -22,8 +22,9 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m examples.customer_analytics
 
-## Run the whole test suite.
+## Run the whole test suite (installs Debian's chromium for the web UI tests if it is missing).
 test: $(DEV_STAMP)
+	bash tests/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 ## Run the benchmark workloads (W1-W4) against Podium and the plain asyncio+sqlite3 floor.

@@ -104,8 +104,23 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=float, default=30.0, help="seconds running tasks get to finish on stop"
     )
     run.add_argument("--durability", choices=["normal", "full"], default="normal")
+    _http_args(run, default=None)
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(handler=cmd_run)
+
+    serve = sub.add_parser(
+        "serve", help="like `run`, with the HTTP API and web UI (default 127.0.0.1:8080)"
+    )
+    serve.add_argument("path", help="a DAG file (.py) or a folder of them")
+    _db_arg(serve)
+    serve.add_argument("--max-tasks", type=int, default=64)
+    serve.add_argument("--max-threads", type=int, default=8)
+    serve.add_argument("--pool", action="append", default=[], metavar="NAME=SLOTS")
+    serve.add_argument("--grace", type=float, default=30.0)
+    serve.add_argument("--durability", choices=["normal", "full"], default="normal")
+    _http_args(serve, default="127.0.0.1:8080")
+    serve.add_argument("-v", "--verbose", action="store_true")
+    serve.set_defaults(handler=cmd_run)
 
     trigger = sub.add_parser("trigger", help="queue a run (served now if an engine serves FILE)")
     trigger.add_argument("dag_id")
@@ -197,6 +212,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _http_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument(
+        "--http",
+        default=default,
+        metavar="HOST:PORT",
+        help="serve the HTTP API and web UI here" + (f" (default {default})" if default else ""),
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("PODIUM_TOKEN"),
+        help="bearer token for API mutations (default: $PODIUM_TOKEN, else generated and saved "
+        "next to the state file)",
+    )
+    p.add_argument("--base-url", default=None, help="the UI's public address, for links in alerts")
+
+
 def _path_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--path", help="DAG file or folder, to act right here when no engine serves the state file"
@@ -240,6 +271,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
         pools=pools,
         shutdown_grace=args.grace,
         durability=args.durability,
+        http=args.http,
+        http_token=args.token,
+        base_url=args.base_url or (f"http://{args.http}" if args.http else None),
     )
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
@@ -266,6 +300,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 f"podium serving {len(dags)} DAG(s) from {args.path} on {args.db} "
                 f"(pid {os.getpid()}): {names}"
             )
+            if engine.http is not None:
+                err_console.print(f"web UI and API on http://{engine.http[0]}:{engine.http_port}/")
             await stop.wait()
         tg.cancel_scope.cancel()
     err_console.print("podium stopped")

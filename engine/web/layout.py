@@ -15,6 +15,7 @@ No I/O and no clock: ``layout_graph`` takes the graph as ``{task_id: upstream id
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -25,8 +26,11 @@ ROW_GAP = 16.0
 LAYER_GAP = 64.0
 MARGIN = 12.0
 CHAR_WIDTH = 7.4
+STATE_LINE_WIDTH = 168.0
 MAX_LABEL = 28
 _SWEEPS = 4
+
+Slot = str | tuple[str, str, int]  # a task, or a dummy point (source, target, layer) of a long edge
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,34 +121,34 @@ def layout_graph(
     width = node_width(upstream)
 
     # Columns hold real tasks and dummy slots (one per long edge per crossed layer).
-    columns: list[list[str | tuple[str, str, int]]] = [list(layer) for layer in layers]
-    links: dict[str | tuple[str, str, int], list[str | tuple[str, str, int]]] = {}
-    chains: dict[tuple[str, str], list[str | tuple[str, str, int]]] = {}
+    columns: list[list[Slot]] = [list(layer) for layer in layers]
+    links: dict[Slot, list[Slot]] = {}
+    chains: dict[tuple[str, str], list[Slot]] = {}
 
-    def link(a: str | tuple[str, str, int], b: str | tuple[str, str, int]) -> None:
+    def link(a: Slot, b: Slot) -> None:
         links.setdefault(a, []).append(b)
         links.setdefault(b, []).append(a)
 
     for tid, ups in upstream.items():
         for up in dict.fromkeys(ups):
-            chain: list[str | tuple[str, str, int]] = [up]
+            chain: list[Slot] = [up]
             for layer in range(depth[up] + 1, depth[tid]):
                 dummy = (up, tid, layer)
                 columns[layer].append(dummy)
                 chain.append(dummy)
             chain.append(tid)
-            for a, b in zip(chain, chain[1:], strict=False):
+            for a, b in itertools.pairwise(chain):
                 link(a, b)
             chains[(up, tid)] = chain
 
     _order_columns(columns, links)
 
-    def slot_height(item: str | tuple[str, str, int]) -> float:
+    def slot_height(item: Slot) -> float:
         return node_height if isinstance(item, str) else DUMMY_HEIGHT
 
     heights = [sum(slot_height(i) for i in col) + row_gap * max(len(col) - 1, 0) for col in columns]
     total_height = max(heights, default=0.0)
-    boxes: dict[str | tuple[str, str, int], NodeBox] = {}
+    boxes: dict[Slot, NodeBox] = {}
     for li, col in enumerate(columns):
         x = margin + li * (width + layer_gap)
         y = margin + (total_height - heights[li]) / 2
@@ -158,8 +162,8 @@ def layout_graph(
     for (up, tid), chain in chains.items():
         src, dst = boxes[up], boxes[tid]
         points: list[tuple[float, float]] = [(src.right, src.cy)]
-        for dummy in chain[1:-1]:
-            box = boxes[dummy]
+        for hop in chain[1:-1]:
+            box = boxes[hop]
             points += [(box.x, box.cy), (box.right, box.cy)]
         points.append((dst.x, dst.cy))
         edges.append(EdgePath(up, tid, tuple(points)))
@@ -176,9 +180,10 @@ def layout_graph(
 
 
 def node_width(upstream: Mapping[str, Sequence[str]]) -> float:
-    """One width for every box: enough for the longest (truncated) label, within bounds."""
+    """One width for every box: enough for the longest (truncated) label and for the state line
+    (``upstream_failed · try 2``), within bounds."""
     longest = max((len(label_of(t)) for t in upstream), default=0)
-    return max(96.0, min(240.0, longest * CHAR_WIDTH + 28))
+    return max(STATE_LINE_WIDTH, min(240.0, longest * CHAR_WIDTH + 28))
 
 
 def label_of(task_id: str) -> str:
@@ -186,8 +191,8 @@ def label_of(task_id: str) -> str:
 
 
 def _order_columns(
-    columns: list[list[str | tuple[str, str, int]]],
-    links: Mapping[str | tuple[str, str, int], Sequence[str | tuple[str, str, int]]],
+    columns: list[list[Slot]],
+    links: Mapping[Slot, Sequence[Slot]],
 ) -> None:
     """Reorder each column in place by the mean row of its neighbours in the adjacent column."""
 
@@ -197,16 +202,23 @@ def _order_columns(
             pos = {item: i for i, item in enumerate(ref)}
             current = {item: i for i, item in enumerate(columns[li])}
 
-            def key(item: str | tuple[str, str, int]) -> float:
-                near = [pos[n] for n in links.get(item, ()) if n in pos]
-                return sum(near) / len(near) if near else float(current[item])
-
-            columns[li].sort(key=key)
+            keys = {item: _barycenter(item, pos, current, links) for item in columns[li]}
+            columns[li].sort(key=keys.__getitem__)
 
     for _ in range(_SWEEPS):
         sweep(range(1, len(columns)), -1)
         sweep(range(len(columns) - 2, -1, -1), +1)
     sweep(range(1, len(columns)), -1)
+
+
+def _barycenter(
+    item: Slot,
+    pos: Mapping[Slot, int],
+    current: Mapping[Slot, int],
+    links: Mapping[Slot, Sequence[Slot]],
+) -> float:
+    near = [pos[n] for n in links.get(item, ()) if n in pos]
+    return sum(near) / len(near) if near else float(current[item])
 
 
 def crossings(layout: GraphLayout) -> int:

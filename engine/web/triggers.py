@@ -32,7 +32,7 @@ _ALIASES = {
 def cron_in_words(expr: str) -> str | None:
     """English for the common shapes of a five-field cron expression, or None for the rest.
 
-    ``*/15 * * * *`` → ``every 15 minutes``; ``30 4 * * 1-5`` → ``at 04:30 on Monday–Friday``."""
+    ``*/15 * * * *`` → ``every 15 minutes``; ``30 4 * * 1-5`` → ``at 04:30 on Monday to Friday``."""
     text = expr.strip()
     if text.lower() in _ALIASES:
         return _ALIASES[text.lower()]
@@ -44,7 +44,11 @@ def cron_in_words(expr: str) -> str | None:
     days = _day_words(dom, month, dow)
     if when is None or days is None:
         return None
-    return f"{when} {days}".strip() if days else when
+    if days.startswith("every day"):
+        if when.startswith("every") and days == "every day":
+            return when
+        return f"{days} {when}" if when.startswith("at") else f"{when}, {days}"
+    return f"{when} {days}"
 
 
 def _num(field: str, lo: int, hi: int) -> int | None:
@@ -103,7 +107,7 @@ def _dow_words(dow: str) -> str | None:
             a, _, b = part.partition("-")
             if not (a.isdigit() and b.isdigit() and int(a) <= 7 and int(b) <= 7):
                 return None
-            names.append(f"{_DAYS[int(a) % 7]}–{_DAYS[int(b) % 7]}")
+            names.append(f"{_DAYS[int(a) % 7]} to {_DAYS[int(b) % 7]}")
         elif part.isdigit() and int(part) <= 7:
             names.append(_DAYS[int(part) % 7])
         else:
@@ -143,14 +147,27 @@ def describe_trigger(trigger: Any, now: float) -> dict[str, Any]:
     elif isinstance(trigger, Every):
         info = {"kind": "every", "seconds": trigger.seconds, "words": trigger.describe()}
     elif isinstance(trigger, KafkaTopic):
-        info = {"kind": "kafka", "topic": trigger.topic, "words": f"each message on Kafka topic {trigger.topic}"}  # fmt: skip
+        info = {
+            "kind": "kafka",
+            "topic": trigger.topic,
+            "words": f"each message on Kafka topic {trigger.topic}",
+        }
     elif isinstance(trigger, S3Events):
         where = f"s3://{trigger.bucket}/{trigger.prefix}"
         if trigger.suffix:
             where += f"*{trigger.suffix}"
-        info = {"kind": "s3", "bucket": trigger.bucket, "prefix": trigger.prefix, "words": f"each new object under {where}"}  # fmt: skip
+        info = {
+            "kind": "s3",
+            "bucket": trigger.bucket,
+            "prefix": trigger.prefix,
+            "words": f"each new object under {where}",
+        }
     elif isinstance(trigger, AfterDag):
-        info = {"kind": "after_dag", "dag_id": trigger.dag_id, "words": f"when {trigger.dag_id} ends ({'/'.join(trigger.states)})"}  # fmt: skip
+        info = {
+            "kind": "after_dag",
+            "dag_id": trigger.dag_id,
+            "words": f"when {trigger.dag_id} ends ({'/'.join(trigger.states)})",
+        }
     else:
         describe = getattr(trigger, "describe", None)
         words = describe() if callable(describe) else repr(trigger)

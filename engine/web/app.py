@@ -1,0 +1,145 @@
+"""The aiohttp application: routes, bearer-token check on mutations, errors translated at the edge."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..errors import (
+    DAGError,
+    DAGNotFoundError,
+    EngineStoppedError,
+    ParamError,
+    PodiumError,
+    RunNotFoundError,
+    StoreError,
+)
+from . import api, pages
+from .common import STATE, ApiError, WebState, state_of
+from .templates import esc, html_response, page
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+log = logging.getLogger("podium.web")
+
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css"}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def make_app(engine: Engine, *, token: str | None, base_path: str = "") -> web.Application:
+    """The API and UI of a running ``engine`` as an aiohttp app.
+
+    ``token``: the bearer token every mutation (POST) must carry; with None, mutations are refused
+    (a read-only server). ``base_path``: a prefix such as ``/podium`` when served behind a proxy
+    under a sub-path; every route and link carries it.
+    """
+    base = "/" + base_path.strip("/") if base_path.strip("/") else ""
+    app = web.Application(middlewares=[_headers, _errors, _auth])
+    app[STATE] = WebState(engine=engine, token=token, base=base, static=_load_static())
+    api.add_routes(app, base)
+    pages.add_routes(app, base)
+    app.router.add_get(f"{base}/static/{{name}}", _static)
+    return app
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    folder = resources.files(__package__ or "engine.web") / "static"
+    files: dict[str, tuple[bytes, str]] = {}
+    for entry in folder.iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in _CONTENT_TYPES:
+            files[entry.name] = (entry.read_bytes(), _CONTENT_TYPES[suffix])
+    return files
+
+
+async def _static(request: web.Request) -> web.Response:
+    found = state_of(request).static.get(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound()
+    body, content_type = found
+    return web.Response(
+        body=body, content_type=content_type, charset="utf-8", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _is_api(request: web.Request) -> bool:
+    base = state_of(request).base
+    return request.path.startswith(f"{base}/api") or request.path == f"{base}/metrics"
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    if request.method in _MUTATING:
+        token = state_of(request).token
+        if token is None:
+            raise ApiError(403, "this server is read-only: it was started without a token")
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            raise ApiError(401, "mutations require Authorization: Bearer <token>")
+    return await handler(request)
+
+
+def _status_of(exc: BaseException) -> int:
+    if isinstance(exc, (DAGNotFoundError, RunNotFoundError)):
+        return 404
+    if isinstance(exc, (ParamError, DAGError)):
+        return 422
+    if isinstance(exc, (EngineStoppedError, StoreError)):
+        return 503
+    return 409  # the run or DAG is not in a state that allows the action
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        status, message = exc.status, exc.message
+    except RunNotFoundError:
+        status, message = 404, f"no run {request.match_info.get('run_id', '')!r}"
+    except PodiumError as exc:
+        status, message = _status_of(exc), str(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        status, message = exc.status, exc.text or exc.reason
+        if status == 404 and message.startswith("404"):
+            message = f"no such page: {request.path}"
+    if _is_api(request):
+        response = api.json_response({"error": message}, status)
+    else:
+        body = f'<h1>{status}</h1><p class="err">{esc(message)}</p><p><a href="{esc(state_of(request).base)}/">Back to the DAG list</a></p>'
+        response = html_response(page(f"Error {status}", body, base=state_of(request).base), status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="podium"'
+    return response
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    response = await handler(request)
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if _is_api(request):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+__all__ = ["make_app"]

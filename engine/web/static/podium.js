@@ -1,0 +1,245 @@
+// Podium UI: live run page (polls the JSON API while the run is unfinished), task logs fetched
+// incrementally, and operator buttons that POST with the API token. No build step, no dependencies.
+"use strict";
+
+(() => {
+  const FINISHED_TASK = new Set(["success", "failed", "upstream_failed", "skipped", "cancelled"]);
+  const POLL_MS = 1000;
+
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const byTask = (sel, tid) => document.querySelector(`${sel}[data-task="${CSS.escape(tid)}"]`);
+
+  function setState(el, state) {
+    if (!el) return;
+    for (const c of Array.from(el.classList)) if (c.startsWith("st-")) el.classList.remove(c);
+    el.classList.add("st-" + state);
+    el.setAttribute("data-state", state);
+  }
+
+  function setText(root, field, text) {
+    const el = root && root.querySelector(`[data-field="${field}"]`);
+    if (el && el.textContent !== text) el.textContent = text;
+    return el;
+  }
+
+  function duration(s) {
+    if (s === null || s === undefined) return "";
+    s = Math.max(s, 0);
+    if (s < 1) return `${Math.round(s * 1000)} ms`;
+    if (s < 60) return `${s.toFixed(1)} s`;
+    const w = Math.round(s);
+    const pad = (n) => String(n).padStart(2, "0");
+    if (w < 3600) return `${Math.floor(w / 60)} m ${pad(w % 60)} s`;
+    if (w < 86400) return `${Math.floor(w / 3600)} h ${pad(Math.floor((w % 3600) / 60))} m`;
+    return `${Math.floor(w / 86400)} d ${pad(Math.floor((w % 86400) / 3600))} h`;
+  }
+
+  function utc(epoch) {
+    if (epoch === null || epoch === undefined) return "—";
+    return new Date(epoch * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  }
+
+  function toast(message, bad) {
+    const el = $("#toast");
+    if (!el) return;
+    el.textContent = message;
+    el.className = bad ? "show bad" : "show";
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => (el.className = ""), 6000);
+  }
+
+  // -- the run page ------------------------------------------------------------------------------
+
+  const main = $("main[data-run-id]");
+
+  function applyRun(run) {
+    main.dataset.runState = run.state;
+    const badge = $('[data-field="run-state"]');
+    if (badge) {
+      setState(badge, run.state);
+      badge.textContent = run.state;
+    }
+    setText(document, "run-duration", duration(run.duration));
+    if (run.finished_at) setText(document, "run-finished", utc(run.finished_at));
+    for (const [tid, t] of Object.entries(run.tasks)) {
+      const node = byTask("#graph g.node", tid);
+      if (node) {
+        setState(node, t.state);
+        const label = node.querySelector(".node-state");
+        const note = t.try_number > 1 ? `${t.state} · try ${t.try_number}` : t.state;
+        if (label && label.textContent !== note) label.textContent = note;
+        const title = node.querySelector("title");
+        if (title) title.textContent = `${tid}: ${t.state}`;
+      }
+      const panel = document.getElementById("task-" + tid);
+      if (!panel) continue;
+      const before = panel.getAttribute("data-state");
+      setState(panel, t.state);
+      const stateBadge = setText(panel, "state", t.state);
+      setState(stateBadge, t.state);
+      const max = panel.dataset.maxTries;
+      setText(panel, "tries", t.try_number ? `try ${t.try_number}${max ? " of " + max : ""}` : "not started");
+      setText(panel, "duration", duration(t.duration));
+      setText(panel, "error_line", t.error_line || "");
+      setText(panel, "waiting_reason", t.waiting_reason || "");
+      setText(panel, "result_preview", t.result_preview || "(none)");
+      setText(panel, "checkpoint_preview", t.checkpoint_preview || "(none)");
+      const usual = parseFloat(panel.dataset.usual);
+      panel.classList.toggle("slow", !!t.duration && usual > 0 && t.duration > 3 * Math.max(usual, 1));
+      if (t.state === "failed" && before !== "failed") panel.open = true;
+      const pre = panel.querySelector("pre.log");
+      if (pre && pre.follow && panel.open) pre.follow();
+    }
+    document.title = document.title.replace(/^(\[[a-z_]+\] )?/, `[${run.state}] `);
+  }
+
+  async function refreshGantt() {
+    const box = $("#gantt");
+    if (!box || !main.dataset.gantt) return;
+    const r = await fetch(main.dataset.gantt, { cache: "no-store" });
+    if (r.ok) box.innerHTML = await r.text(); // server-rendered SVG, user text escaped there
+  }
+
+  async function poll() {
+    let run = null;
+    try {
+      const r = await fetch(main.dataset.api + "?results=preview", { cache: "no-store" });
+      if (r.ok) run = await r.json();
+    } catch (e) {
+      run = null;
+    }
+    if (run === null) {
+      setTimeout(poll, POLL_MS * 3);
+      return;
+    }
+    applyRun(run);
+    await refreshGantt().catch(() => {});
+    if (run.finished) {
+      main.dataset.finished = "true";
+    } else {
+      setTimeout(poll, POLL_MS);
+    }
+  }
+
+  if (main && main.dataset.finished !== "true") setTimeout(poll, POLL_MS);
+
+  // -- task logs: loaded when a task panel opens, followed while the task runs ----------------------
+
+  function bindLog(panel) {
+    const pre = panel.querySelector("pre.log");
+    if (!pre || pre.follow) return;
+    let tryNo = null;
+    let after = 0;
+    let busy = false;
+    let timer = null;
+
+    async function fetchLines() {
+      const url = new URL(pre.dataset.logUrl, location.href);
+      url.searchParams.set("after", String(after));
+      if (tryNo !== null) url.searchParams.set("try", String(tryNo));
+      const r = await fetch(url, { cache: "no-store" });
+      if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+      return r.json();
+    }
+
+    async function load() {
+      if (busy || !panel.open) return;
+      busy = true;
+      try {
+        let data = await fetchLines();
+        const current = parseInt((panel.querySelector('[data-field="tries"]') || {}).textContent?.match(/\d+/)?.[0] || "0", 10);
+        if (tryNo !== null && current > tryNo) {
+          tryNo = null; // a new try started: show its log from the top
+          after = 0;
+          data = await fetchLines();
+        }
+        if (tryNo === null) {
+          pre.textContent = "";
+          tryNo = data.try_number;
+        }
+        setText(panel, "log-try", tryNo ? `try ${tryNo}` : "");
+        for (const line of data.lines) {
+          const row = document.createElement("span");
+          row.className = "log-line lv-" + String(line.level).toLowerCase();
+          row.textContent = `${(line.ts_iso || "").slice(11, 23)} ${line.level.padEnd(7)} ${line.message}\n`;
+          pre.appendChild(row);
+        }
+        after = data.next_after;
+        if (!pre.firstChild) pre.textContent = data.task_finished ? "(no log lines)" : "(no log lines yet)";
+        clearTimeout(timer);
+        if (!data.task_finished && panel.open) timer = setTimeout(load, POLL_MS);
+      } catch (e) {
+        pre.textContent = "could not load the log: " + e.message;
+      } finally {
+        busy = false;
+      }
+    }
+
+    pre.follow = () => {
+      if (!busy && timer === null) load();
+    };
+    panel.addEventListener("toggle", () => {
+      if (panel.open) load();
+    });
+    if (panel.open) load();
+  }
+
+  document.querySelectorAll("details.task").forEach(bindLog);
+
+  function openFromHash() {
+    const id = decodeURIComponent(location.hash.slice(1));
+    const target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS") {
+      target.open = true;
+      target.scrollIntoView({ block: "start" });
+    }
+  }
+  window.addEventListener("hashchange", openFromHash);
+  openFromHash();
+
+  // -- operator actions ------------------------------------------------------------------------------
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-post]");
+    if (!button) return;
+    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    let body = button.dataset.body || "{}";
+    if (button.dataset.params !== undefined) {
+      const text = window.prompt("Run params (a JSON object)", button.dataset.params);
+      if (text === null) return;
+      try {
+        body = JSON.stringify({ params: JSON.parse(text) });
+      } catch (e) {
+        toast("Params are not valid JSON: " + e.message, true);
+        return;
+      }
+    }
+    const token =
+      sessionStorage.getItem("podium-token") ||
+      window.prompt("API token (printed by `podium serve`; kept for this tab)");
+    if (!token) return;
+    button.disabled = true;
+    try {
+      const r = await fetch(button.dataset.post, {
+        method: "POST",
+        headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+        body,
+      });
+      const data = await r.json().catch(() => ({}));
+      if (r.status === 401) {
+        sessionStorage.removeItem("podium-token");
+        toast("The token was refused.", true);
+        return;
+      }
+      if (!r.ok) {
+        toast(data.error || `${r.status} ${r.statusText}`, true);
+        return;
+      }
+      sessionStorage.setItem("podium-token", token);
+      if (button.dataset.post.endsWith("/trigger") && data.url) location.href = data.url;
+      else location.reload();
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();
