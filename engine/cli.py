@@ -487,7 +487,7 @@ async def _request(
 async def _operate_here(
     path: str, db: str, operation: str, op_args: dict[str, Any], args: argparse.Namespace
 ) -> Any:
-    from .engine import REQUEST_OPERATIONS, _describe_result
+    from .adoption import REQUEST_OPERATIONS, describe_result
 
     loaded = load_dags(path)
     for error in loaded.errors:
@@ -507,7 +507,7 @@ async def _operate_here(
         run_id = op_args.get("run_id")
         if run_id and operation in ("rerun", "resume"):
             await engine.wait_run(run_id)  # the run finishes here, not at the next engine start
-        return _describe_result(result)
+        return describe_result(result)
 
 
 async def _backfill_total(store: Store, op_args: dict[str, Any]) -> int:

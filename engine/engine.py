@@ -14,15 +14,12 @@ Durability rules this module keeps:
 
 from __future__ import annotations
 
-import heapq
-import inspect
 import logging
-import math
 import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -33,23 +30,23 @@ import anyio.abc
 from sensors.base import Event, EventBatch, EventSource
 
 from . import serialization
+from .adoption import RunAdoption
 from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, Alerting, AlertKind, Notifier, SLAResolver
 from .clock import Clock, SystemClock
-from .context import Context
 from .dag import DAG
-from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
-from .executor import Outcome, TryResult, run_try
+from .errors import DAGError, DAGNotFoundError, EngineStoppedError, PodiumError
 from .ingest import EventIngest
-from .limits import LimitKey, ReadyQueue
-from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler, TryLog, current_try
+from .limits import ReadyQueue
+from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler
 from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
 from .metrics import Metrics
-from .models import Run, epoch_to_datetime
+from .models import Run
 from .observe import Observer
-from .recovery import BACKFILL_PRIORITY, UNLIMITED, BackfillResult, RecoveryOps
+from .recovery import BACKFILL_PRIORITY, UNLIMITED, RecoveryOps
 from .router import Subscription
 from .run_state import ActiveRun, TaskRecord, graph_spec_of
+from .runner import TaskRunner, call_callback
 from .scheduler import RunProgress
 from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState
@@ -59,10 +56,8 @@ from .taskset import TaskSet
 
 log = logging.getLogger("podium.engine")
 
-ENGINE_STOPPED = "engine stopped while running"
 
-
-class Engine(RecoveryOps):
+class Engine(TaskRunner, RunAdoption, RecoveryOps):
     """An orchestration engine on the caller's event loop.
 
     ``db``: path of the SQLite state file. ``dags``: the DAGs it serves. ``max_tasks``: live tasks at most,
@@ -619,133 +614,6 @@ class Engine(RecoveryOps):
             return active.snapshot(self) if active is not None else None
         return run_from_row(row, {}, self)
 
-    # -- adoption: runs from the store (after a restart, or queued by another process) -------------
-
-    async def _adopt(self, row: Any, *, recovering: bool) -> None:
-        snapshot = run_from_row(row, {}, None)
-        if snapshot.run_id in self._active or (snapshot.dag_id, snapshot.key) in self._by_key:
-            return  # already served (or created here and about to be activated)
-        dag = self._dags.get(snapshot.dag_id)
-        if dag is None:
-            log.warning(
-                "run %s belongs to DAG %r, which this engine does not serve; left %s",
-                snapshot.run_id,
-                snapshot.dag_id,
-                snapshot.state,
-            )
-            return
-        now = self.clock.now()
-        run = ActiveRun(
-            dag=dag,
-            run_id=snapshot.run_id,
-            key=snapshot.key,
-            params=snapshot.params,
-            logical_date=row[6],
-            trigger=snapshot.trigger,
-            event=snapshot.event,
-            created_at=snapshot.created_at,
-            started_at=snapshot.started_at,
-            state=snapshot.state,
-        )
-        self._by_key[(dag.dag_id, run.key)] = run
-        self._active[run.run_id] = run
-        try:
-            run.params = dag.validate_params(run.params, strict=run.trigger in ("api", "cli"))
-        except ParamError as exc:
-            run.tasks = {tid: TaskRecord(node) for tid, node in dag.tasks.items()}
-            run.progress = RunProgress(graph_spec_of(dag))
-            self._store.writer.ensure_tasks(run.run_id, dag.order)
-            self._fail_run_now(run, f"invalid params: {exc}")
-            return
-        self._store.writer.ensure_tasks(run.run_id, dag.order)
-        stored = {r[1]: r for r in await self._store.task_rows(run.run_id)}
-        states: dict[str, TaskState] = {}
-        run.tasks = {}
-        for tid, node in dag.tasks.items():
-            rec = TaskRecord(node)
-            r = stored.get(tid)
-            if r is not None:
-                rec.load(r)
-            if rec.state is TaskState.RUNNING:
-                self._recover_crashed_try(run, rec, now)
-            elif rec.state is TaskState.QUEUED:
-                rec.state = TaskState.PENDING
-            if rec.state is TaskState.SUCCESS:
-                run.results[tid] = rec.result  # downstream tasks read it, the task never re-runs
-            run.tasks[tid] = rec
-            states[tid] = rec.state
-            if rec.state is TaskState.PAUSED:
-                states[tid] = TaskState.PENDING  # waits behind the failure that paused the run
-            elif rec.state is TaskState.FAILED and run.state is RunState.PAUSED:
-                states[tid] = TaskState.PAUSED  # the failure that paused the run: not final yet
-        run.progress = RunProgress(graph_spec_of(dag), states)
-        for rec in run.tasks.values():
-            if rec.state is TaskState.UP_FOR_RETRY:
-                self._schedule_retry(run, rec, rec.next_try_at or now)
-        if run.state in (RunState.RUNNING, RunState.PAUSED):
-            self._running_runs[dag.dag_id] = self._running_runs.get(dag.dag_id, 0) + 1
-            run.admitted = True
-            self._start_run(run)
-        elif run.state is RunState.QUEUED:
-            self._admit(run)
-        if recovering and snapshot.state is RunState.RUNNING:
-            log.info("resuming run %s of %s", run.run_id, dag.dag_id)
-
-    def _recover_crashed_try(self, run: ActiveRun, rec: TaskRecord, now: float) -> None:
-        """A try was running when the engine died: it counts; retry if tries are left."""
-        self._store.writer.record_try(
-            run.run_id, rec.task_id, rec.try_number, TaskState.FAILED.value,
-            rec.started_at, now, ENGINE_STOPPED, None,
-        )  # fmt: skip
-        if rec.node.options.retry.should_retry(rec.try_number - rec.try_offset, None):
-            rec.state = TaskState.UP_FOR_RETRY
-            rec.next_try_at = now
-            rec.error = ENGINE_STOPPED
-            self._write_task(run, rec)
-        else:
-            rec.state = TaskState.FAILED
-            rec.finished_at = now
-            rec.error = ENGINE_STOPPED
-            self._write_task(run, rec)
-
-    async def _poll_loop(self) -> None:
-        """Adopt runs that other processes (``podium trigger``) queued in the state file."""
-        while True:
-            await anyio.sleep(self.poll_interval)
-            if self._stopping:
-                return
-            rows = await self._store.queued_run_rows_after(self._last_seq)
-            for row in rows:
-                self._last_seq = max(self._last_seq, row[0])
-                if row[1] not in self._active:
-                    await self._adopt(row, recovering=False)
-            for request in await self._store.pending_requests():
-                await self._start_request(*request)
-
-    async def _start_request(
-        self, request_id: int, actor: str, operation: str, args: bytes
-    ) -> None:
-        """Run an operation another process (the CLI) asked for; its outcome goes back in the row."""
-        assert self._tg is not None
-        writer = self._store.writer
-        writer.execute(q.FINISH_REQUEST, ("running", None, None, request_id))
-        await writer.flush()  # marked before it runs: a crash never executes it twice
-        self._tg.start_soon(self._execute_request, request_id, actor, operation, args)
-
-    async def _execute_request(
-        self, request_id: int, actor: str, operation: str, args: bytes
-    ) -> None:
-        writer = self._store.writer
-        outcome: tuple[str, bytes | None, str | None]
-        try:
-            method = getattr(self, REQUEST_OPERATIONS[operation])
-            result = await method(**serialization.loads(args), actor=actor)
-            outcome = ("done", serialization.dumps_for_display(_describe_result(result)), None)
-        except (PodiumError, KeyError, TypeError) as exc:
-            outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
-        writer.execute(q.FINISH_REQUEST, (*outcome, request_id))
-        await writer.flush()
-
     # -- runs: admission, progress and completion ----------------------------------------------------
 
     def _admit(self, run: ActiveRun) -> None:
@@ -827,317 +695,11 @@ class Engine(RecoveryOps):
             await self._announce_completion(run)
         callback = run.dag.on_success if run.state is RunState.SUCCESS else run.dag.on_failure
         if callable(callback) and run.state is not RunState.CANCELLED:
-            await _call_callback(callback, await self.get_run(run.run_id), f"DAG {dag_id!r}")
+            await call_callback(callback, await self.get_run(run.run_id), f"DAG {dag_id!r}")
 
     def _fail_run_now(self, run: ActiveRun, note: str) -> None:
         run.note = note
         self._maybe_finish(run, force=RunState.FAILED)
-
-    # -- tasks: dispatch, run, record -----------------------------------------------------------------
-
-    def _wake_dispatcher(self) -> None:
-        self._dispatch_wakeup.set()
-
-    async def _dispatch_loop(self) -> None:
-        assert self._tg is not None
-        while True:
-            await self._dispatch_wakeup.wait()
-            self._dispatch_wakeup = anyio.Event()
-            if self._stopping:
-                return
-            startable = self._ready.pop_startable()
-            if not startable:
-                continue
-            now = self.clock.now()
-            batch = []
-            for (run, rec), limits in startable:
-                if rec.state is not TaskState.QUEUED or run.cancelling:
-                    self._release(limits)
-                    continue
-                rec.try_number += 1
-                rec.state = TaskState.RUNNING
-                rec.started_at = now
-                rec.finished_at = None
-                rec.next_try_at = None
-                rec.scope = anyio.CancelScope()
-                run.progress.states[rec.task_id] = TaskState.RUNNING
-                run.in_flight += 1
-                self._in_flight += 1
-                self._write_task(run, rec)
-                batch.append((run, rec, limits))
-            if batch:
-                # Start the tries once their `running` rows are committed, without holding up the
-                # next dispatch round: slots freed meanwhile are filled by the next commit.
-                self._tries.spawn(self._start_when_committed(batch))
-
-    async def _start_when_committed(
-        self, batch: list[tuple[ActiveRun, TaskRecord, tuple[LimitKey, ...]]]
-    ) -> None:
-        await self._store.writer.flush()
-        for run, rec, limits in batch:
-            self._tries.spawn(self._run_task(run, rec, limits))
-
-    def _release(self, limits: tuple[LimitKey, ...]) -> None:
-        self._ready.release(limits)
-        self._wake_dispatcher()
-
-    async def _run_task(
-        self, run: ActiveRun, rec: TaskRecord, limits: tuple[LimitKey, ...]
-    ) -> None:
-        assert self._thread_limiter is not None and rec.scope is not None
-        node = rec.node
-        ctx: Context | None = None
-
-        def make_context() -> Context:
-            nonlocal ctx
-            ctx = self._context(run, rec)
-            return ctx
-
-        token = current_try.set(
-            TryLog(self._log_handler, run.run_id, rec.task_id, rec.try_number)
-            if self._log_handler is not None
-            else None
-        )
-        try:
-            outcome = await run_try(
-                node,
-                scope=rec.scope,
-                results=run.results,
-                params=run.params,
-                context_factory=make_context,
-                thread_limiter=self._thread_limiter,
-                max_result_bytes=self.max_result_bytes,
-            )
-        finally:
-            current_try.reset(token)
-            rec.scope = None
-            run.in_flight -= 1
-            self._in_flight -= 1
-            self._release(limits)
-            if self._in_flight == 0:
-                self._idle.set()
-                self._idle = anyio.Event()
-        self._record_outcome(run, rec, outcome, ctx)
-        if rec.settled is not None:
-            rec.settled.set()
-            rec.settled = None
-
-    def _record_outcome(
-        self, run: ActiveRun, rec: TaskRecord, outcome: TryResult, ctx: Context | None
-    ) -> None:
-        now = self.clock.now()
-        tid = rec.task_id
-        if outcome.outcome is Outcome.CANCELLED and rec.cancel_reason == "shutdown":
-            # Stopped by a graceful shutdown: not the task's fault; it runs again on the next start.
-            self._store.writer.record_try(
-                run.run_id, tid, rec.try_number, TaskState.CANCELLED.value,
-                rec.started_at, now, "interrupted by engine shutdown", None,
-            )  # fmt: skip
-            rec.state = TaskState.QUEUED
-            rec.cancel_reason = None
-            self._write_task(run, rec)
-            return
-        if outcome.outcome is Outcome.FAILED and not run.cancelling and not self._stopping:
-            policy = rec.node.options.retry
-            attempt = rec.try_number - rec.try_offset
-            if policy.should_retry(attempt, outcome.error):
-                delay = policy.delay_before(attempt)
-                rec.state = TaskState.UP_FOR_RETRY
-                rec.error, rec.traceback = outcome.message, outcome.traceback
-                rec.next_try_at = now + delay
-                rec.finished_at = now
-                run.progress.set_state(tid, TaskState.UP_FOR_RETRY)
-                self._record_try_final(run, rec, TaskState.FAILED, outcome, now)
-                self._write_task(run, rec)
-                self._schedule_retry(run, rec, rec.next_try_at)
-                log.warning(
-                    "%s/%s try %d failed (%s); retrying in %.1fs",
-                    run.run_id, tid, rec.try_number, outcome.message, delay,
-                )  # fmt: skip
-                self._callbacks(run, rec, ctx, "on_retry", outcome.error)
-                return
-        state = {
-            Outcome.SUCCESS: TaskState.SUCCESS,
-            Outcome.FAILED: TaskState.FAILED,
-            Outcome.SKIPPED: TaskState.SKIPPED,
-            Outcome.CANCELLED: TaskState.CANCELLED,
-        }[outcome.outcome]
-        if state is TaskState.CANCELLED:
-            outcome.message = rec.cancel_reason or outcome.message
-        if state is TaskState.SUCCESS:
-            run.results[tid] = outcome.result
-        rec.result = outcome.result
-        if state is TaskState.FAILED:
-            log.error("%s/%s failed: %s", run.run_id, tid, outcome.message)
-        self._record_try_final(run, rec, state, outcome, now)
-        if state is TaskState.FAILED and _pauses_on_failure(run, rec) and not run.cancelling:
-            rec.state = state
-            rec.finished_at = now
-            rec.error, rec.traceback = outcome.message, outcome.traceback
-            self._write_task(run, rec)
-            self._pause_on_failure(run, tid)
-            self._callbacks(run, rec, ctx, "on_failure", outcome.error)
-            return
-        self._finish_task(
-            run, rec, state, error=outcome.message, traceback=outcome.traceback, now=now
-        )
-        if state is TaskState.SUCCESS:
-            self._callbacks(run, rec, ctx, "on_success", None)
-        elif state is TaskState.FAILED:
-            self._callbacks(run, rec, ctx, "on_failure", outcome.error)
-
-    def _finish_task(
-        self,
-        run: ActiveRun,
-        rec: TaskRecord,
-        state: TaskState,
-        *,
-        error: str | None = None,
-        traceback: str | None = None,
-        now: float | None = None,
-    ) -> None:
-        """Move a task that ran to its final state, record it, and let its downstream tasks react."""
-        rec.state = state
-        rec.finished_at = now if now is not None else self.clock.now()
-        if state is not TaskState.SUCCESS:
-            rec.error, rec.traceback = error, traceback
-        self._write_task(run, rec)
-        if run.cancelling:
-            self._finish_cancelled(run)
-            return
-        ready, resolved = run.progress.finish(rec.task_id, state)
-        self._apply(run, ready, resolved)
-        self._maybe_finish(run)
-
-    def _finish_cancelled(self, run: ActiveRun) -> None:
-        if run.in_flight == 0 and not run.finishing:
-            self._maybe_finish(run, force=RunState.CANCELLED)
-
-    def _record_try_final(
-        self, run: ActiveRun, rec: TaskRecord, state: TaskState, outcome: TryResult, now: float
-    ) -> None:
-        self._store.writer.record_try(
-            run.run_id, rec.task_id, rec.try_number, state.value,
-            rec.started_at, now, outcome.message if state is not TaskState.SUCCESS else None,
-            outcome.traceback,
-        )  # fmt: skip
-
-    def _write_task(self, run: ActiveRun, rec: TaskRecord) -> None:
-        self._store.writer.update_task(
-            run.run_id, rec.task_id, rec.state.value, rec.try_number, rec.queued_at,
-            rec.started_at, rec.finished_at, rec.next_try_at, rec.result, rec.error,
-            rec.traceback, rec.try_offset,
-        )  # fmt: skip
-        for observer in self._observers:
-            observer.task_changed(run, rec)
-
-    def _write_run(self, run: ActiveRun) -> None:
-        self._store.writer.update_run(
-            run.run_id, run.state.value, run.started_at, run.finished_at, run.note
-        )
-        for observer in self._observers:
-            observer.run_changed(run)
-
-    def add_observer(self, observer: Observer) -> None:
-        """Hear about every recorded task and run change (see ``engine.observe``)."""
-        self._observers.append(observer)
-
-    def _context(self, run: ActiveRun, rec: TaskRecord) -> Context:
-        writer = self._store.writer
-        max_bytes = self.max_result_bytes
-
-        async def save_checkpoint(value: Any) -> None:
-            data = serialization.encode_result(
-                value, what=f"checkpoint of task {rec.task_id!r}", max_bytes=max_bytes
-            )
-            rec.checkpoint = data
-            writer.save_checkpoint(run.run_id, rec.task_id, data)
-            await writer.flush()
-
-        return Context(
-            dag_id=run.dag.dag_id,
-            run_id=run.run_id,
-            task_id=rec.task_id,
-            params=run.params,
-            try_number=rec.try_number,
-            logical_date=epoch_to_datetime(run.logical_date),
-            event=run.event,
-            last_checkpoint=serialization.loads(rec.checkpoint),
-            save_checkpoint=save_checkpoint,
-        )
-
-    def _callbacks(
-        self,
-        run: ActiveRun,
-        rec: TaskRecord,
-        ctx: Context | None,
-        which: str,
-        error: BaseException | None,
-    ) -> None:
-        callbacks = [getattr(rec.node.options, which)]
-        if which == "on_retry":
-            callbacks.append(run.dag.on_retry)
-        callbacks = [c for c in callbacks if callable(c)]
-        if not callbacks:
-            return
-        if ctx is None:
-            ctx = self._context(run, rec)
-        ctx.error = error
-        assert self._tg is not None
-        for cb in callbacks:
-            self._tg.start_soon(
-                _call_callback, cb, ctx, f"task {run.dag.dag_id}.{rec.task_id} {which}"
-            )
-
-    # -- retries --------------------------------------------------------------------------------------
-
-    def _schedule_retry(self, run: ActiveRun, rec: TaskRecord, due: float) -> None:
-        self._retry_seq += 1
-        heapq.heappush(self._retry_heap, (due, self._retry_seq, run.run_id, rec.task_id))
-        self._retry_wakeup.set()
-
-    async def _retry_loop(self) -> None:
-        while True:
-            if not self._retry_heap:
-                await self._retry_wakeup.wait()
-                self._retry_wakeup = anyio.Event()
-                continue
-            due = self._retry_heap[0][0]
-            if due > self.clock.now():
-                self._retry_wakeup = anyio.Event()
-                with anyio.move_on_after(math.inf) as scope:
-                    async with anyio.create_task_group() as tg:
-
-                        async def wake_on_new_entry() -> None:
-                            await self._retry_wakeup.wait()
-                            scope.cancel()
-
-                        tg.start_soon(wake_on_new_entry)
-                        await self.clock.sleep_until(due)
-                        tg.cancel_scope.cancel()
-                continue
-            _, _, run_id, tid = heapq.heappop(self._retry_heap)
-            run = self._active.get(run_id)
-            if run is None or self._stopping:
-                continue
-            rec = run.tasks[tid]
-            if rec.state is not TaskState.UP_FOR_RETRY or run.cancelling:
-                continue
-            rec.state = TaskState.PENDING
-            run.progress.states[tid] = TaskState.PENDING
-            if run.state is RunState.RUNNING:
-                self._apply(run, [tid], [])
-
-
-REQUEST_OPERATIONS = {
-    "pause": "pause_dag",
-    "unpause": "unpause_dag",
-    "rerun": "rerun",
-    "resume": "resume",
-    "cancel": "cancel",
-    "cancel_task": "cancel_task",
-    "backfill": "backfill",
-}
 
 
 def _parse_http(http: str | None) -> tuple[str, int] | None:
@@ -1151,27 +713,6 @@ def _parse_http(http: str | None) -> tuple[str, int] | None:
         raise PodiumError(f"http must look like HOST:PORT, got {http!r}") from None
 
 
-def _describe_result(result: Any) -> Any:
-    if isinstance(result, Run):
-        return {"run_id": result.run_id, "state": result.state.value}
-    if isinstance(result, BackfillResult):
-        return {
-            "dag_id": result.dag_id,
-            "slots": len(result.slots),
-            "created": len(result.created),
-            "rerun": len(result.rerun),
-            "skipped": len(result.skipped),
-            "failed": result.failed,
-        }
-    if hasattr(result, "__dataclass_fields__"):
-        return {k: getattr(result, k) for k in result.__dataclass_fields__}
-    return result
-
-
-def _pauses_on_failure(run: ActiveRun, rec: TaskRecord) -> bool:
-    return rec.node.options.on_failure == "pause" or run.dag.on_failure == "pause"
-
-
 def check_pools(d: DAG, pools: Mapping[str, int]) -> None:
     """Raise ``DAGError`` if a task of ``d`` names a pool that is not configured."""
     for node in d.tasks.values():
@@ -1182,17 +723,6 @@ def check_pools(d: DAG, pools: Mapping[str, int]) -> None:
                 f"add it to Engine(pools={{{pool!r}: N}}) or `podium run --pool {pool}=N` "
                 f"(configured: {', '.join(pools) or 'none'})"
             )
-
-
-async def _call_callback(callback: Callable[..., Any], arg: Any, what: str) -> None:
-    """Run a user callback; its failure is logged with its traceback and changes nothing else."""
-    try:
-        if inspect.iscoroutinefunction(callback):
-            await callback(arg)
-        else:
-            await anyio.to_thread.run_sync(callback, arg)
-    except Exception:
-        log.exception("%s callback %r failed", what, getattr(callback, "__name__", callback))
 
 
 def _dag_upsert(d: DAG, now: float) -> tuple[str, tuple[Any, ...]]:
