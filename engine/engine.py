@@ -34,7 +34,7 @@ from .adoption import RunAdoption
 from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, Alerting, AlertKind, Notifier, SLAResolver
 from .clock import Clock, SystemClock
 from .dag import DAG
-from .errors import DAGError, DAGNotFoundError, EngineStoppedError, PodiumError
+from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
 from .ingest import EventIngest
 from .limits import ReadyQueue
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler
@@ -118,6 +118,9 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
         self._dags: dict[str, DAG] = {}
         for d in dags:
             self._register(d)
+        from sensors.sources import check_shared_consumers
+
+        check_shared_consumers([t for d in self._dags.values() for t in d.triggers])
 
         self._ready = ReadyQueue(max_tasks, {("pool", n): s for n, s in self.pools.items()})
         self._active: dict[str, ActiveRun] = {}
@@ -377,6 +380,11 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
     ) -> ActiveRun:
         """Record a new run (committed by the next flush) and reserve its key; not started yet."""
         dag = self._dag(dag_id)
+        try:
+            params_json = serialization.dumps(params)
+        except TypeError as exc:
+            raise ParamError(f"DAG {dag_id!r}: params are not JSON-serializable: {exc}") from None
+        event_json = serialization.dumps(event) if event is not None else None
         now = self.clock.now()
         run_id = _new_run_id(now)
         run = ActiveRun(
@@ -398,10 +406,10 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
                 dag_id,
                 run.key,
                 RunState.QUEUED.value,
-                serialization.dumps(params),
+                params_json,
                 run.logical_date,
                 trigger,
-                serialization.dumps(event) if event is not None else None,
+                event_json,
                 now,
             ),
             dag.order,

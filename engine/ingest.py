@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from sensors.base import Event, EventBatch
 
 from . import serialization
+from .errors import ParamError
 from .router import Decision, Outcome, Subscription, route, summarize
 
 if TYPE_CHECKING:
@@ -141,16 +142,23 @@ class EventIngest:
                     if run_id is not None:
                         d = Decision(d.dag_id, Outcome.DEDUPLICATED)
                     else:
-                        run = engine.new_run(
-                            d.dag_id,
-                            d.params or {},
-                            key=event.event_id,
-                            logical_date=event.logical_date,
-                            event=_event_json(event),
-                            trigger=event.source,
-                        )
-                        created.append(run)
-                        run_id = run.run_id
+                        try:
+                            run = engine.new_run(
+                                d.dag_id,
+                                d.params or {},
+                                key=event.event_id,
+                                logical_date=event.logical_date,
+                                event=_event_json(event),
+                                trigger=event.source,
+                            )
+                        except (TypeError, ValueError, OverflowError, ParamError) as exc:
+                            # this event can never be stored (e.g. nested too deep for JSON):
+                            # it is dead, and the rest of the batch goes on
+                            d = Decision(d.dag_id, Outcome.DEAD, error=f"cannot store event: {exc}")
+                            run_id = None
+                        else:
+                            created.append(run)
+                            run_id = run.run_id
                 writer.record_event(
                     event.event_id,
                     d.dag_id,
@@ -202,5 +210,5 @@ def _dead_payload(event: Event) -> bytes | None:
         return event.raw
     try:
         return serialization.dumps_for_display(event.payload)
-    except Exception:
-        return None
+    except (TypeError, ValueError, OverflowError):
+        return repr(event.payload)[:10_000].encode()
