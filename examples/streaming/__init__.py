@@ -1,0 +1,1 @@
+"""Streaming-triggered pipelines: Kafka orders and S3 file arrivals (``python -m examples.streaming``)."""
