@@ -20,6 +20,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, NoReturn
@@ -200,8 +201,11 @@ class KafkaSource:
     """The running sensor of a :class:`KafkaTopic` (an ``EventSource``).
 
     ``max_records`` caps one poll, so one batch; ``poll_interval`` (s) is the longest ``getmany``
-    wait, and how often a paused consumer polls; ``commit_timeout`` bounds a commit or a dead-letter
-    send, ``start_timeout`` a consumer's start (bootstrap and group join), ``close_timeout`` each
+    wait, and how often a paused consumer polls; stored offsets are committed at most every
+    ``commit_interval`` seconds (a commit is a broker round trip: doing one per batch would put it
+    on every event's latency; what is stored but not yet committed is only ever redelivered and
+    deduplicated), and when partitions are revoked or the consumer closes; ``commit_timeout``
+    bounds a commit or a dead-letter send, ``start_timeout`` a consumer's start (bootstrap and group join), ``close_timeout`` each
     client's close. ``decode`` and ``subscription`` let another trigger (S3 records on a topic)
     reuse the source with its own message format.
     """
@@ -213,6 +217,7 @@ class KafkaSource:
         max_records: int = 500,
         poll_interval: float = 1.0,
         commit_timeout: float = 10.0,
+        commit_interval: float = 0.25,
         start_timeout: float = 60.0,
         close_timeout: float = 5.0,
         backoff: Backoff = Backoff(0.2, 5.0),  # noqa: B008 - frozen
@@ -226,6 +231,7 @@ class KafkaSource:
         self.max_records = max_records
         self.poll_interval = poll_interval
         self.commit_timeout = commit_timeout
+        self.commit_interval = commit_interval
         self.start_timeout = start_timeout
         self.close_timeout = close_timeout
         self.backoff = backoff
@@ -276,6 +282,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
         # Bumped on every revocation: a batch polled before it is not committed by this consumer
         # (the partitions' owner re-reads from the committed offset and the engine deduplicates).
         self._epoch = 0
+        self._last_commit = 0.0
 
     async def run(self) -> NoReturn:
         try:
@@ -284,8 +291,16 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
                 records = await self._poll()
                 if records:
                     await self._handle(records)
+                elif self._stored:
+                    await self._commit_stored(force=True)  # idle: catch the committed offsets up
         finally:
             await self._close()
+
+    async def _commit_stored(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_commit >= self.source.commit_interval:
+            self._last_commit = now
+            await self._commit(dict(self._stored))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -310,6 +325,12 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
     async def _close(self) -> None:
         self.stats.partitions, self.stats.paused = (), False
         with anyio.CancelScope(shield=True):
+            if self._consumer is not None and self._stored:
+                with anyio.move_on_after(self.source.commit_timeout):
+                    try:
+                        await self._commit(dict(self._stored))  # best effort: else redelivered
+                    except KAFKA_ERRORS as exc:
+                        log.info("%s: final commit skipped: %s", self.source.describe(), exc)
             for name, client in (("consumer", self._consumer), ("producer", self._producer)):
                 if client is None:
                     continue
@@ -383,7 +404,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
             return
         offsets = {TopicPartition(t, p): o for (t, p), o in next_offsets(records).items()}
         self._stored.update(offsets)
-        await self._commit(offsets)
+        await self._commit_stored()
 
     async def _store(self, events: list[Event]) -> list[str]:
         """Publish ``events`` and wait for their outcomes, again and again until the store works."""
