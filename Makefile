@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-compare chaos lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(DEV_STAMP)
 ## Run the benchmark workloads (W1-W4) against Podium and the plain asyncio+sqlite3 floor.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+## Kill -9 the engine 200 times under Kafka + timer + manual load and check every guarantee.
+chaos: $(DEV_STAMP)
+	$(BIN)/python -m tests.chaos.driver --kills 200
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check engine sensors tests benchmarks examples
