@@ -225,7 +225,7 @@ class Chaos:
                 problems.append(
                     f"{run_id}/{task_id} started {count} time(s) but its stored try is {stored[0]}"
                 )
-        for pid, spans in intervals.items():
+        for spans in intervals.values():
             self.report.max_live_global = max(self.report.max_live_global, _max_overlap(spans))
             pool = [s for s in spans if s[2] == "load"]
             self.report.max_live_pool = max(self.report.max_live_pool, _max_overlap(pool))
