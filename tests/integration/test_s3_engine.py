@@ -106,3 +106,82 @@ async def test_polling_a_bucket_neither_repeats_nor_skips_across_restarts(
         "in/three.csv",
         "in/two.csv",
     ]
+
+
+class FlakyProxy:
+    """A real HTTP proxy in front of moto that fails every request with a 500 while ``failing``."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.failing = True
+        self.failed = 0
+        self.forwarded = 0
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import ClientSession, web
+
+        if self.failing:
+            self.failed += 1
+            body = "<ErrorResponse><Error><Code>InternalError</Code></Error></ErrorResponse>"
+            return web.Response(status=500, text=body, content_type="text/xml")
+        self.forwarded += 1
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with (
+            ClientSession() as session,
+            session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                headers=headers,
+                data=await request.read(),
+            ) as upstream,
+        ):
+            drop = {"content-length", "transfer-encoding", "content-encoding", "connection"}
+            return web.Response(
+                status=upstream.status,
+                body=await upstream.read(),
+                headers={k: v for k, v in upstream.headers.items() if k.lower() not in drop},
+            )
+
+
+async def test_sqs_endpoint_failing_requests_delays_but_loses_nothing(
+    tmp_path: Path, moto_server: MotoServer
+) -> None:
+    from aiohttp import web
+
+    seen.clear()
+    proxy = FlakyProxy(moto_server.endpoint_url)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        name = f"flaky-{uuid.uuid4().hex[:8]}"
+        queue_url = await make_bucket_with_sqs_notifications(
+            moto_server.aws_client_kwargs(), name, name
+        )
+        trigger = S3Events(
+            bucket=name, prefix="in/", queue_url=queue_url,
+            endpoint_url=f"http://127.0.0.1:{port}", wait_time=1,
+        )  # fmt: skip
+
+        @dag(dag_id="flaky", triggers=[trigger])
+        def flaky(bucket: str = "", key: str = "", size: int = 0, etag: str = "") -> None:
+            ingest(bucket, key, size, etag)
+
+        async with Engine(tmp_path / "flaky.db", dags=[flaky]) as podium:
+            await put_objects(moto_server, name, ["in/a.csv", "in/b.csv", "in/c.csv"])
+            with anyio.fail_after(20):
+                while proxy.failed < 3:  # the sensor keeps trying through the failures
+                    await anyio.sleep(0.05)
+            assert await podium.runs() == []
+            proxy.failing = False  # the endpoint recovers
+            runs = await wait_runs(podium, "flaky", 3)
+            await anyio.sleep(1.5)
+            runs = await podium.runs(dag_id="flaky")
+    finally:
+        await runner.cleanup()
+    assert sorted(r.params["key"] for r in runs) == ["in/a.csv", "in/b.csv", "in/c.csv"]
+    assert proxy.forwarded > 0
