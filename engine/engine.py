@@ -533,12 +533,20 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
         state: str | RunState | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        trigger: str | None = None,
+        key_prefix: str | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally of one DAG and/or in one state."""
+        """Runs, newest first, optionally of one DAG, in one state, created within
+        [``since``, ``until``] (epoch seconds), by one trigger kind, or with a run key prefix
+        (``"kafka:orders:"``: the runs of one source)."""
         state_value = RunState(state).value if state is not None else None
         return await self._store.list_runs(
-            dag_id=dag_id, state=state_value, limit=limit, offset=offset, source=self
-        )
+            dag_id=dag_id, state=state_value, limit=limit, offset=offset, since=since,
+            until=until, trigger=trigger, key_prefix=key_prefix, source=self,
+        )  # fmt: skip
 
     async def get_run(self, run_id: str) -> Run:
         """The run with its task instances, as committed."""

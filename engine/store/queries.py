@@ -81,13 +81,30 @@ FROM task_tries WHERE run_id = ? ORDER BY task_id, try_number
 """
 
 
-def select_runs(dag_id: str | None, state: str | None) -> str:
-    """Runs, newest first, optionally filtered; parameters: [dag_id], [state], limit, offset."""
+def select_runs(
+    dag_id: str | None,
+    state: str | None,
+    *,
+    since: bool = False,
+    until: bool = False,
+    trigger: bool = False,
+    key_prefix: bool = False,
+) -> str:
+    """Runs, newest first, optionally filtered. Parameters, for the filters asked for, in order:
+    dag_id, state, since, until, trigger, key prefix range (low, high); then limit, offset."""
     where = []
     if dag_id is not None:
         where.append("dag_id = ?")
     if state is not None:
         where.append("state = ?")
+    if since:
+        where.append("created_at >= ?")
+    if until:
+        where.append("created_at <= ?")
+    if trigger:
+        where.append("trigger = ?")
+    if key_prefix:
+        where.append("run_key >= ? AND run_key < ?")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     return f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY seq DESC LIMIT ? OFFSET ?"
 

@@ -114,6 +114,7 @@ MIGRATIONS: list[str] = [
         error        TEXT
     );
     CREATE INDEX requests_by_state ON requests (state, id);
+    CREATE INDEX runs_by_created ON runs (created_at);
     """,
 ]
 

@@ -213,11 +213,25 @@ class Store:
         state: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        since: float | None = None,
+        until: float | None = None,
+        trigger: str | None = None,
+        key_prefix: str | None = None,
         source: RunSource | None = None,
     ) -> list[Run]:
-        params: list[Any] = [p for p in (dag_id, state) if p is not None]
+        params: list[Any] = [p for p in (dag_id, state, since, until, trigger) if p is not None]
+        if key_prefix is not None:
+            params += [key_prefix, key_prefix + "\U0010ffff"]
         params += [limit, offset]
-        rows = await self._fetchall(q.select_runs(dag_id, state), params)
+        sql = q.select_runs(
+            dag_id,
+            state,
+            since=since is not None,
+            until=until is not None,
+            trigger=trigger is not None,
+            key_prefix=key_prefix is not None,
+        )
+        rows = await self._fetchall(sql, params)
         return [run_from_row(r, {}, source) for r in rows]
 
     async def unfinished_run_rows(self) -> list[Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from engine import (
@@ -423,7 +424,7 @@ async def test_task_logs_are_captured_per_try_without_mixing(db: Path) -> None:
     async def chatty(ctx: Context, name: str) -> None:
         for i in range(3):
             ctx.log.info("%s line %d try %d", name, i, ctx.try_number)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         if ctx.try_number == 1 and name == "a":
             raise RuntimeError("first try fails")
 
@@ -457,3 +458,23 @@ async def test_task_logs_are_captured_per_try_without_mixing(db: Path) -> None:
     assert [(x["level"], x["message"]) for x in t] == [("WARNING", "from a worker thread")]
     assert n[0]["message"] == "x" * 400
     assert n[1]["message"].startswith("[log truncated")
+
+
+async def test_runs_filter_by_time_trigger_and_key_prefix(db: Path) -> None:
+    clock = ManualClock(start=1_800_000_000.0)
+    async with Engine(db, dags=[numbers], clock=clock) as podium:
+        first = await podium.trigger("numbers", key="orders:1")
+        clock.advance(60)
+        second = await podium.trigger("numbers", key="orders:2", trigger="cli")
+        clock.advance(60)
+        third = await podium.trigger("numbers", key="files:1")
+        assert [r.run_id for r in await podium.runs(key_prefix="orders:")] == [
+            second.run_id,
+            first.run_id,
+        ]
+        assert [r.run_id for r in await podium.runs(trigger="cli")] == [second.run_id]
+        window = await podium.runs(since=1_800_000_030.0, until=1_800_000_090.0)
+        assert [r.run_id for r in window] == [second.run_id]
+        assert [r.run_id for r in await podium.runs(since=1_800_000_100.0)] == [third.run_id]
+        for run in (first, second, third):
+            await run.wait(timeout=10)
