@@ -65,6 +65,7 @@ async def run_page(request: web.Request) -> web.Response:
         + "</div>"
         + f'<section class="tasks"><h2>Tasks</h2>{panels}</section>'
         + _event_box(run, base)
+        + await _operations_box(engine, run, zone, now)
     )
     attrs = (
         f'class="run-page" data-run-id="{esc(run.run_id)}" data-run-state="{esc(run.state.value)}" '
@@ -143,6 +144,26 @@ def _run_header(run: Run, dag: DAG | None, engine: Engine, zone: Any, now: float
     return (
         f'<h1>Run <span class="mono">{esc(run.run_id)}</span></h1>'
         f'<dl class="facts">{dl}</dl><div class="actions">{"".join(actions)}</div>'
+    )
+
+
+async def _operations_box(engine: Engine, run: Run, zone: Any, now: float) -> str:
+    """Operator actions on this run (who, when, what), newest first."""
+    operations = getattr(engine, "operations", None)
+    if operations is None:
+        return ""
+    recorded = await operations(run_id=run.run_id, limit=50)
+    if not recorded:
+        return '<section class="operations"><h2>Operations</h2><p class="muted">none</p></section>'
+    rows = [
+        f"<tr><td>{when(op['ts'], zone, now)}</td><td>{esc(op['actor'])}</td>"
+        f"<td>{esc(op['operation'])}</td><td><code>{esc(to_json(op['details']))}</code></td></tr>"
+        for op in recorded
+    ]
+    return (
+        '<section class="operations"><h2>Operations</h2>'
+        + table(["when", "who", "what", "details"], rows, cls="ops")
+        + "</section>"
     )
 
 

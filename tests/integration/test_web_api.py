@@ -429,3 +429,29 @@ async def test_served_under_a_base_path(tmp_path: Path) -> None:
         await web.get("/api/dags", status=404)
         created = await web.post("/podium/api/dags/numbers/trigger", {}, status=201)
         assert created["url"].startswith("/podium/runs/")
+
+
+async def test_run_page_lists_the_operations_done_on_the_run(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from engine import Engine
+    from engine.web import make_app
+
+    @task
+    async def boom() -> None:
+        raise ValueError("broken")
+
+    @dag(dag_id="ops_page")
+    def ops_page() -> None:
+        boom()
+
+    async with Engine(tmp_path / "o.db", dags=[ops_page]) as podium:
+        run = await (await podium.trigger("ops_page")).wait(timeout=10)
+        await podium.rerun(run.run_id, failed_only=True, actor="carol")
+        await podium.wait_run(run.run_id, timeout=10)
+        async with TestClient(TestServer(make_app(podium, token="t"))) as client:
+            response = await client.get(f"/runs/{run.run_id}")
+            html = await response.text()
+    assert response.status == 200
+    assert "<h2>Operations</h2>" in html
+    assert "carol" in html and ">rerun<" in html

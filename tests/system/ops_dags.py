@@ -60,3 +60,15 @@ async def forever() -> None:
 @dag
 def stuck() -> None:
     forever()
+
+
+@task(retries=1)
+async def slow_step(ctx: Context) -> int:
+    note(f"slow_step {ctx.try_number}")
+    await anyio.sleep(1.0)
+    return ctx.try_number
+
+
+@dag
+def slowly() -> None:
+    slow_step()

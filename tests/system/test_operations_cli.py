@@ -157,3 +157,23 @@ def test_backfill_killed_midway_continues_without_duplicates(podium: Podium) -> 
     assert len(executed) == 12
     # a slot runs twice only if the kill hit it mid-task (it is retried, never duplicated as a run)
     assert sum(executed.values()) - 12 <= 1
+
+
+def test_rerun_interrupted_by_a_crash_completes_after_restart(podium: Podium) -> None:
+    podium.serve()
+    podium("trigger", "slowly", "--key", "once", "--wait")
+    run_id = podium.runs("slowly")[0]["run_id"]
+    podium("rerun", run_id)  # handed to the engine, which starts the task again
+    podium.until(lambda: "slow_step 2" in podium.ledger(), "the rerun to start")
+    assert podium.server is not None
+    podium.server.send_signal(signal.SIGKILL)
+    podium.server.wait(timeout=10)
+    podium.server = None
+    podium.serve()
+    podium.until(lambda: podium.show(run_id)["state"] == "success", "the rerun to finish")
+    podium.stop()
+    task = podium.show(run_id)["tasks"]["slow_step"]
+    assert [t["state"] for t in task["tries"]] == ["success", "failed", "success"]
+    assert task["tries"][1]["error"] == "engine stopped while running"
+    assert podium.ledger().count("slow_step 3") == 1
+    assert len(podium.runs("slowly")) == 1
