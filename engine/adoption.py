@@ -8,7 +8,7 @@ died counts, and is retried if it has tries left), and runs or operations that o
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -44,7 +44,7 @@ class RunAdoption:
     """Taking runs and operation requests over from the state file (mixed into ``Engine``)."""
 
     async def _adopt(self, row: Any, *, recovering: bool) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         snapshot = run_from_row(row, {}, None)
         if snapshot.run_id in eng._active or (snapshot.dag_id, snapshot.key) in eng._by_key:
             return  # already served (or created here and about to be activated)
@@ -116,7 +116,7 @@ class RunAdoption:
 
     def _recover_crashed_try(self, run: ActiveRun, rec: TaskRecord, now: float) -> None:
         """A try was running when the engine died: it counts; retry if tries are left."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._store.writer.record_try(
             run.run_id, rec.task_id, rec.try_number, TaskState.FAILED.value,
             rec.started_at, now, ENGINE_STOPPED, None,
@@ -134,7 +134,7 @@ class RunAdoption:
 
     async def _poll_loop(self) -> None:
         """Adopt runs that other processes (``podium trigger``) queued in the state file."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         while True:
             await anyio.sleep(eng.poll_interval)
             if eng._stopping:
@@ -151,7 +151,7 @@ class RunAdoption:
         self, request_id: int, actor: str, operation: str, args: bytes
     ) -> None:
         """Run an operation another process (the CLI) asked for; its outcome goes back in the row."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         assert eng._tg is not None
         writer = eng._store.writer
         writer.execute(q.FINISH_REQUEST, ("running", None, None, request_id))
@@ -161,7 +161,7 @@ class RunAdoption:
     async def _execute_request(
         self, request_id: int, actor: str, operation: str, args: bytes
     ) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         writer = eng._store.writer
         outcome: tuple[str, bytes | None, str | None]
         try:
@@ -172,10 +172,6 @@ class RunAdoption:
             outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
         writer.execute(q.FINISH_REQUEST, (*outcome, request_id))
         await writer.flush()
-
-
-def _engine(adoption: RunAdoption) -> Engine:
-    return cast("Engine", adoption)
 
 
 def describe_result(result: Any) -> Any:

@@ -403,8 +403,8 @@ class Alerting:
                 )
             return
         ran = self._running.pop(key, None)
-        self._slow.pop(key, None)
-        now = self._engine.clock.now()
+        if self._slow:
+            self._slow.pop(key, None)
         if state is TaskState.SUCCESS:
             if ran is not None and rec.started_at is not None and rec.finished_at is not None:
                 self.baselines.add(run.dag.dag_id, rec.task_id, rec.finished_at - rec.started_at)
@@ -416,9 +416,9 @@ class Alerting:
             if (rec.task_id, rec.try_number) not in failed:
                 failed.add((rec.task_id, rec.try_number))
                 if kind in self.on:
-                    self._task_alert(kind, run, rec, now)
-        if state in (TaskState.SUCCESS, TaskState.SKIPPED):
-            self._check_task_sla(run, rec.task_id, rec.finished_at, now)
+                    self._task_alert(kind, run, rec, self._engine.clock.now())
+        if state in (TaskState.SUCCESS, TaskState.SKIPPED) and self._sla_of(run.dag, rec.task_id):
+            self._check_task_sla(run, rec.task_id, rec.finished_at, self._engine.clock.now())
 
     def _task_alert(self, kind: AlertKind, run: ActiveRun, rec: TaskRecord, now: float) -> None:
         error = last_line(rec.error)

@@ -47,6 +47,9 @@ COMMIT_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 _TRY_ENDS = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY})
 
 
+_FINISHED = frozenset(s for s in TaskState if s.finished)
+
+
 class Histogram:
     """A Prometheus histogram: counts per upper bound, plus the sum and count of observations."""
 
@@ -249,13 +252,14 @@ class Metrics:
             timer=timer,
         )
         self.runs_total: Counter[tuple[str, str]] = Counter()
-        self.task_transitions: Counter[tuple[str, str]] = Counter()
+        self._transitions: Counter[tuple[str, TaskState]] = Counter()
         self.task_durations: dict[str, Histogram] = {}
         self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
         self.commit_seconds = Histogram(COMMIT_SECONDS_BUCKETS)
         self._states: dict[tuple[str, str], TaskState] = {}  # unfinished tasks' last state
-        self._running: dict[tuple[str, str], tuple[str, str]] = {}  # -> (dag_id, description)
-        self._ended: deque[tuple[float, str]] = deque(maxlen=1024)  # (timer, description)
+        # (run_id, task_id) -> (dag_id, run_id, task_id, try): the tries running now
+        self._running: dict[tuple[str, str], tuple[str, str, str, int]] = {}
+        self._ended: deque[tuple[float, tuple[str, str, str, int]]] = deque(maxlen=1024)
         self._seen_commits = 0
         self._seen_rows = 0
 
@@ -268,27 +272,32 @@ class Metrics:
             log.exception("metrics: could not account a task change")
 
     def _task_changed(self, run: ActiveRun, rec: TaskRecord) -> None:
+        # Called on every recorded task change: keep it to dict operations (no formatting here).
         key = (run.run_id, rec.task_id)
         state = rec.state
         if self._states.get(key) is state:
             return  # re-recorded without a state change
         dag_id = run.dag.dag_id
-        self.task_transitions[(dag_id, state.value)] += 1
-        if state.finished:
+        self._transitions[(dag_id, state)] += 1
+        if state in _FINISHED:
             self._states.pop(key, None)
         else:
             self._states[key] = state
         ended = self._running.pop(key, None)
         if ended is not None:
-            self._ended.append((self._timer(), ended[1]))
+            self._ended.append((self._timer(), ended))
             if state in _TRY_ENDS and rec.started_at is not None and rec.finished_at is not None:
                 hist = self.task_durations.get(dag_id)
                 if hist is None:
                     hist = self.task_durations[dag_id] = Histogram(DURATION_BUCKETS)
                 hist.observe(max(rec.finished_at - rec.started_at, 0.0))
         if state is TaskState.RUNNING:
-            description = f"{dag_id}.{rec.task_id} (run {run.run_id}, try {rec.try_number})"
-            self._running[key] = (dag_id, description)
+            self._running[key] = (dag_id, run.run_id, rec.task_id, rec.try_number)
+
+    @property
+    def task_transitions(self) -> Counter[tuple[str, str]]:
+        """Task state changes by (dag_id, state)."""
+        return Counter({(d, s.value): n for (d, s), n in self._transitions.items()})
 
     def run_changed(self, run: ActiveRun) -> None:
         if run.state.finished:
@@ -298,11 +307,12 @@ class Metrics:
 
     def running_since(self, since: float) -> list[str]:
         """Task tries running now or that stopped running at or after ``since`` (timer time)."""
-        names = [description for _, description in self._running.values()]
-        for stamp, description in reversed(self._ended):
+        tries = list(self._running.values())
+        for stamp, ran in reversed(self._ended):
             if stamp < since:
                 break
-            names.append(description)
+            tries.append(ran)
+        names = [f"{d}.{t} (run {r}, try {n})" for d, r, t, n in tries]
         return list(dict.fromkeys(names))
 
     def observe_commit(self, rows: int, seconds: float) -> None:
@@ -336,7 +346,7 @@ class Metrics:
             "Task state changes, by DAG and the state entered.",
             (({"dag": d, "state": s}, n) for (d, s), n in sorted(self.task_transitions.items())),
         )
-        running: Counter[str] = Counter(dag_id for dag_id, _ in self._running.values())
+        running: Counter[str] = Counter(ran[0] for ran in self._running.values())
         out.gauge(
             "podium_tasks_running",
             "Task tries running now, by DAG.",

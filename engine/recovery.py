@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -51,7 +51,7 @@ class RecoveryOps:
 
     async def pause_dag(self, dag_id: str, *, actor: str = "api") -> None:
         """Stop starting runs and tasks of ``dag_id``; its events are still stored as queued runs."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._check_open()
         eng._dag(dag_id)
         eng._paused.add(dag_id)
@@ -66,7 +66,7 @@ class RecoveryOps:
         """Start the DAG's queued runs again, in order, or cancel them with ``skip_queued``.
 
         Returns the ids of the runs that were skipped."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._check_open()
         dag = eng._dag(dag_id)
         eng._paused.discard(dag_id)
@@ -94,7 +94,7 @@ class RecoveryOps:
         actor: str = "api",
     ) -> Run:  # fmt: skip
         """Cancel one task of a run; downstream tasks follow their trigger rules."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._check_open()
         run = eng._served_run(run_id)
         rec = run.tasks.get(task_id)
@@ -121,7 +121,7 @@ class RecoveryOps:
     async def resume(self, run_id: str, *, actor: str = "api") -> Run:
         """Continue a run paused by a failure (``on_failure="pause"``): the failed tasks run again
         with a fresh retry budget, then their downstream tasks."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._check_open()
         run = eng._active.get(run_id)
         if run is None or run.state is not RunState.PAUSED:
@@ -145,7 +145,7 @@ class RecoveryOps:
         that succeeded. Chooses ``tasks`` (or all), narrowed to failed ones with ``failed_only``,
         widened to everything downstream of them with ``downstream``. Tries keep their history;
         the retry budget starts afresh."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._check_open()
         active = eng._active.get(run_id)
         if active is not None:
@@ -197,7 +197,7 @@ class RecoveryOps:
         after an interruption — creates no duplicates. Existing failed runs are rerun unless
         ``missing_only``. At most ``max_active`` backfill runs are unfinished at a time; their tasks
         yield to live runs' tasks. Returns when every slot's run is finished."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._check_open()
         dag = eng._dag(dag_id)
         schedule = timer_of(dag)
@@ -255,7 +255,7 @@ class RecoveryOps:
         self, *, run_id: str | None = None, dag_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Recorded operator actions, newest first (who, when, what)."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         rows = await eng._store.operations(run_id=run_id, dag_id=dag_id, limit=limit)
         return [
             {
@@ -273,7 +273,7 @@ class RecoveryOps:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _served_run(self, run_id: str) -> ActiveRun:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         run = eng._active.get(run_id)
         if run is None:
             raise PodiumError(f"run {run_id} is not running on this engine")
@@ -281,7 +281,7 @@ class RecoveryOps:
 
     def _resume_in_memory(self, run: ActiveRun) -> None:
         """Failed-and-paused tasks become pending with a fresh retry budget; paused ones pending."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         for tid, rec in run.tasks.items():
             if run.progress.states[tid] is TaskState.PAUSED:  # the failure that paused the run
                 run.progress.states[tid] = TaskState.PENDING
@@ -300,7 +300,7 @@ class RecoveryOps:
 
     def _pause_on_failure(self, run: ActiveRun, tid: str) -> None:
         """Instead of failing the downstream tasks, pause them and the run until an operator acts."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         run.progress.states[tid] = TaskState.PAUSED  # not final: downstream tasks keep waiting
         stack = list(run.progress.spec.downstream[tid])
         while stack:
@@ -319,7 +319,7 @@ class RecoveryOps:
         log.warning("run %s of %s paused: task %s failed", run.run_id, run.dag.dag_id, tid)
 
     def _cancel_queued_run(self, run: ActiveRun, reason: str) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         now = eng.clock.now()
         run.cancelling = True
         run.note = reason
@@ -341,18 +341,13 @@ class RecoveryOps:
         run_id: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         if run is not None:
             dag_id, run_id = run.dag.dag_id, run.run_id
         eng._store.writer.execute(
             q.INSERT_OPERATION,
             (eng.clock.now(), actor, operation, dag_id, run_id, serialization.dumps(details or {})),
         )
-
-
-def _engine(ops: RecoveryOps) -> Engine:
-    """The engine these operations are mixed into (typed for mypy's benefit)."""
-    return cast("Engine", ops)
 
 
 def _task_capacity(dag: DAG) -> int:

@@ -12,7 +12,7 @@ import inspect
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -36,11 +36,11 @@ class TaskRunner:
     """Dispatching and running task tries (mixed into ``Engine``)."""
 
     def _wake_dispatcher(self) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._dispatch_wakeup.set()
 
     async def _dispatch_loop(self) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         assert eng._tg is not None
         while True:
             await eng._dispatch_wakeup.wait()
@@ -75,20 +75,20 @@ class TaskRunner:
     async def _start_when_committed(
         self, batch: list[tuple[ActiveRun, TaskRecord, tuple[LimitKey, ...]]]
     ) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         await eng._store.writer.flush()
         for run, rec, limits in batch:
             eng._tries.spawn(eng._run_task(run, rec, limits))
 
     def _release(self, limits: tuple[LimitKey, ...]) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._ready.release(limits)
         eng._wake_dispatcher()
 
     async def _run_task(
         self, run: ActiveRun, rec: TaskRecord, limits: tuple[LimitKey, ...]
     ) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         assert eng._thread_limiter is not None and rec.scope is not None
         node = rec.node
         ctx: Context | None = None
@@ -130,7 +130,7 @@ class TaskRunner:
     def _record_outcome(
         self, run: ActiveRun, rec: TaskRecord, outcome: TryResult, ctx: Context | None
     ) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         now = eng.clock.now()
         tid = rec.task_id
         if outcome.outcome is Outcome.CANCELLED and rec.cancel_reason == "shutdown":
@@ -203,7 +203,7 @@ class TaskRunner:
         now: float | None = None,
     ) -> None:
         """Move a task that ran to its final state, record it, and let its downstream tasks react."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         rec.state = state
         rec.finished_at = now if now is not None else eng.clock.now()
         if state is not TaskState.SUCCESS:
@@ -217,14 +217,14 @@ class TaskRunner:
         eng._maybe_finish(run)
 
     def _finish_cancelled(self, run: ActiveRun) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         if run.in_flight == 0 and not run.finishing:
             eng._maybe_finish(run, force=RunState.CANCELLED)
 
     def _record_try_final(
         self, run: ActiveRun, rec: TaskRecord, state: TaskState, outcome: TryResult, now: float
     ) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._store.writer.record_try(
             run.run_id, rec.task_id, rec.try_number, state.value,
             rec.started_at, now, outcome.message if state is not TaskState.SUCCESS else None,
@@ -232,9 +232,9 @@ class TaskRunner:
         )  # fmt: skip
 
     def _write_task(self, run: ActiveRun, rec: TaskRecord) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._store.writer.update_task(
-            run.run_id, rec.task_id, rec.state.value, rec.try_number, rec.queued_at,
+            run.run_id, rec.task_id, rec.state, rec.try_number, rec.queued_at,
             rec.started_at, rec.finished_at, rec.next_try_at, rec.result, rec.error,
             rec.traceback, rec.try_offset,
         )  # fmt: skip
@@ -242,7 +242,7 @@ class TaskRunner:
             observer.task_changed(run, rec)
 
     def _write_run(self, run: ActiveRun) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._store.writer.update_run(
             run.run_id, run.state.value, run.started_at, run.finished_at, run.note
         )
@@ -251,11 +251,11 @@ class TaskRunner:
 
     def add_observer(self, observer: Observer) -> None:
         """Hear about every recorded task and run change (see ``engine.observe``)."""
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._observers.append(observer)
 
     def _context(self, run: ActiveRun, rec: TaskRecord) -> Context:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         writer = eng._store.writer
         max_bytes = eng.max_result_bytes
 
@@ -287,7 +287,7 @@ class TaskRunner:
         which: str,
         error: BaseException | None,
     ) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         callbacks = [getattr(rec.node.options, which)]
         if which == "on_retry":
             callbacks.append(run.dag.on_retry)
@@ -304,13 +304,13 @@ class TaskRunner:
             )
 
     def _schedule_retry(self, run: ActiveRun, rec: TaskRecord, due: float) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._retry_seq += 1
         heapq.heappush(eng._retry_heap, (due, eng._retry_seq, run.run_id, rec.task_id))
         eng._retry_wakeup.set()
 
     async def _retry_loop(self) -> None:
-        eng = _engine(self)
+        eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         while True:
             if not eng._retry_heap:
                 await eng._retry_wakeup.wait()
@@ -341,10 +341,6 @@ class TaskRunner:
             run.progress.states[tid] = TaskState.PENDING
             if run.state is RunState.RUNNING:
                 eng._apply(run, [tid], [])
-
-
-def _engine(runner: TaskRunner) -> Engine:
-    return cast("Engine", runner)
 
 
 def _pauses_on_failure(run: ActiveRun, rec: TaskRecord) -> bool:
