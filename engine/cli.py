@@ -27,7 +27,7 @@ from rich.table import Table
 from . import serialization
 from .dag import DAG
 from .engine import Engine, check_pools
-from .errors import PodiumError, RunNotFoundError
+from .errors import ParamError, PodiumError, RunNotFoundError
 from .loader import load_dags
 from .models import Run
 from .states import RunState
@@ -364,11 +364,14 @@ async def _queue_run(
     now = time.time()
     run_id = _new_run_id(now)
     run_key = key if key is not None else f"manual:{run_id}"
+    try:
+        params_json = serialization.dumps(params)
+    except TypeError as exc:
+        raise ParamError(f"DAG {dag_id!r}: params are not JSON-serializable: {exc}") from None
     existing = await store.find_run(dag_id, run_key)
     if existing is None:
         store.writer.insert_run(
-            (run_id, dag_id, run_key, "queued", serialization.dumps(params), now, "cli", None, now),
-            task_ids,
+            (run_id, dag_id, run_key, "queued", params_json, now, "cli", None, now), task_ids
         )
         await store.writer.flush()
         existing = await store.find_run(dag_id, run_key)
@@ -378,7 +381,6 @@ async def _queue_run(
 def _validate_against_description(
     dag_id: str, description: dict[str, Any], params: dict[str, Any]
 ) -> dict[str, Any]:
-    from .errors import ParamError
 
     declared: dict[str, Any] = description.get("params", {})
     unknown = sorted(set(params) - set(declared))
