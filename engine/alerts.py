@@ -374,6 +374,7 @@ class Alerting:
         self._sla_missed: dict[str, set[str | None]] = {}  # run_id -> task ids (None: the run)
         self._last_outcome: dict[str, RunState] = {}
         self._slas: dict[tuple[int, str | None], SLA | None] = {}
+        self._sla_task_cache: dict[int, tuple[str, ...] | None] = {}
         self._loading = False
         self._observed_while_loading: set[str] = set()
 
@@ -646,11 +647,24 @@ class Alerting:
             self._slow[key] = slow
             self._slowdown(slow, now)
         for run in list(self._runs.values()):
+            with_sla = self._sla_tasks(run.dag)
+            if with_sla is None:
+                continue  # no SLA anywhere in this DAG: nothing to scan
             self._check_run_sla(run, None, now)
-            for tid, rec in run.tasks.items():
-                if not rec.state.finished:
+            for tid in with_sla:
+                rec = run.tasks.get(tid)
+                if rec is not None and not rec.state.finished:
                     self._check_task_sla(run, tid, None, now)
         self.checked_at = now
+
+    def _sla_tasks(self, dag: DAG) -> tuple[str, ...] | None:
+        """The DAG's tasks that have an SLA, or None when neither it nor any task has one."""
+        key = id(dag)
+        if key not in self._sla_task_cache:
+            tasks = tuple(t for t in dag.tasks if self._sla_of(dag, t) is not None)
+            has_any = bool(tasks) or self._sla_of(dag, None) is not None
+            self._sla_task_cache[key] = tasks if has_any else None
+        return self._sla_task_cache[key]
 
     def _slowdown(self, slow: Slowdown, now: float) -> None:
         policy = self._policy_for(slow.dag_id, slow.task_id)

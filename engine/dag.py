@@ -371,6 +371,11 @@ class DAG:
         ``strict=False`` (event-triggered runs) keeps keys the DAG does not declare instead of rejecting them.
         """
         given = dict(given or {})
+        bad_keys = [k for k in given if not isinstance(k, str)]
+        if bad_keys:
+            raise ParamError(
+                f"DAG {self.dag_id!r}: param names must be strings, got {_short(bad_keys[0])}"
+            )
         unknown = sorted(set(given) - set(self.params))
         if unknown and strict:
             known = ", ".join(self.params) or "none"
@@ -428,6 +433,12 @@ def _timer_spec(trigger: Any) -> dict[str, Any] | None:
 _COERCIBLE = {int, float, bool, str}
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut to ``limit`` characters: error messages name a value without copying it all."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _coerce(dag_id: str, param: DAGParam, value: Any) -> Any:
     target = param.annotation
     if target is float and isinstance(value, int) and not isinstance(value, bool):
@@ -446,11 +457,12 @@ def _coerce(dag_id: str, param: DAGParam, value: Any) -> Any:
             return target(value)
         except ValueError:
             raise ParamError(
-                f"DAG {dag_id!r}: param {param.name!r} expects {target.__name__}, got {value!r}"
+                f"DAG {dag_id!r}: param {param.name!r} expects {target.__name__}, "
+                f"got {_short(value)}"
             ) from None
     raise ParamError(
         f"DAG {dag_id!r}: param {param.name!r} expects {target.__name__}, "
-        f"got {type(value).__name__} {value!r}"
+        f"got {type(value).__name__} {_short(value)}"
     )
 
 

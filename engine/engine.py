@@ -724,9 +724,12 @@ def _parse_http(http: str | None) -> tuple[str, int] | None:
         return None
     host, _, port = http.rpartition(":")
     try:
-        return (host or "127.0.0.1", int(port))
+        number = int(port)
     except ValueError:
         raise PodiumError(f"http must look like HOST:PORT, got {http!r}") from None
+    if not 0 <= number <= 65535:
+        raise PodiumError(f"http port must be within 0..65535, got {number}")
+    return (host or "127.0.0.1", number)
 
 
 def check_pools(d: DAG, pools: Mapping[str, int]) -> None:

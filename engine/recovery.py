@@ -200,6 +200,8 @@ class RecoveryOps:
         eng: Engine = self  # type: ignore[assignment]  # a mixin of Engine
         eng._check_open()
         dag = eng._dag(dag_id)
+        if max_active is not None and (not isinstance(max_active, int) or max_active < 1):
+            raise PodiumError(f"max_active must be an int >= 1 or None, got {max_active!r}")
         schedule = timer_of(dag)
         slots = backfill_slots(schedule, start, end)
         result = BackfillResult(dag_id, slots)
@@ -381,6 +383,13 @@ def backfill_slots(
 
 
 def _instant(value: str | date | datetime, zone: ZoneInfo, *, end_of_day: bool) -> float:
+    try:
+        return _instant_unchecked(value, zone, end_of_day=end_of_day)
+    except (OverflowError, ValueError, OSError):
+        raise PodiumError(f"date out of range: {value!r}") from None
+
+
+def _instant_unchecked(value: str | date | datetime, zone: ZoneInfo, *, end_of_day: bool) -> float:
     if isinstance(value, str):
         try:
             value = (

@@ -81,6 +81,8 @@ def _decide(event: Event, sub: Subscription) -> Decision:
         run_params = sub.dag.validate_params(params, strict=False)
     except ParamError as exc:
         return Decision(dag_id, Outcome.DEAD, error=str(exc))
+    except Exception as exc:  # whatever a mapper returned, one event must never block a source
+        return Decision(dag_id, Outcome.DEAD, error=f"invalid params: {_describe(exc)}")
     return Decision(dag_id, Outcome.RAN, params=run_params)
 
 

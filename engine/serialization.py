@@ -36,6 +36,9 @@ def encode_result(value: Any, *, what: str, max_bytes: int | None) -> bytes:
         raise ResultError(
             f"{what} is not JSON-serializable: {_describe_type_error(value, exc)}"
         ) from None
+    # orjson's result keeps a buffer of at least 4 KiB; results stay in memory while their run is
+    # active, so keep a right-sized copy (a 100k-task run: ~390 MB less)
+    data = bytes(memoryview(data))
     if max_bytes is not None and len(data) > max_bytes:
         raise ResultError(
             f"{what} is {len(data):,} bytes, over the {max_bytes:,}-byte cap "

@@ -113,7 +113,8 @@ UPSERT_EVENT = """
 INSERT INTO events (event_id, dag_id, source, received_at, outcome, run_id, error, payload)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (event_id, dag_id) DO UPDATE SET
-    outcome = excluded.outcome, received_at = excluded.received_at, error = excluded.error
+    outcome = excluded.outcome, received_at = excluded.received_at, error = excluded.error,
+    run_id = excluded.run_id
 WHERE events.outcome != 'ran'
 """
 

@@ -358,6 +358,8 @@ async def backfill(request: web.Request) -> web.Response:
                 await op(dag_id, start, end, **kwargs)
             except PodiumError as exc:
                 log.error("backfill of %s %s..%s failed: %s", dag_id, start, end, exc)
+            except Exception:  # a background job must never take the server down
+                log.exception("backfill of %s %s..%s failed", dag_id, start, end)
 
         st.jobs.start_soon(job)
         return json_response({"dag_id": dag_id, "start": start, "end": end, "accepted": True}, 202)

@@ -13,6 +13,7 @@ import anyio
 import anyio.abc
 from aiohttp import web
 
+from ..errors import PodiumError
 from .app import make_app
 from .common import STATE
 
@@ -87,7 +88,12 @@ async def serve(
         async with anyio.create_task_group() as jobs:
             app[STATE].jobs = jobs
             site = web.TCPSite(runner, host, port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise PodiumError(
+                    f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}"
+                ) from None
             bound = _bound_port(runner, port)
             base = app[STATE].base
             log.info("serving the API and UI on http://%s:%d%s/", host, bound, base)
