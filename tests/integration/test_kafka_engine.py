@@ -87,3 +87,53 @@ async def test_engine_recovers_when_the_broker_goes_away_and_comes_back(
         counts = dict(podium.sink.counts)
     assert counts["ran"] == 30 and counts["deduplicated"] == 20
     assert sorted(handled) == [*range(20), *range(120, 130)]
+
+
+async def test_s3_notification_records_on_a_kafka_topic_start_runs(
+    tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    from sensors import S3Events
+
+    keys: list[str] = []
+
+    @task
+    async def on_object(key: str) -> None:
+        keys.append(key)
+
+    trigger = S3Events(
+        bucket="landing",
+        prefix="crm/",
+        kafka_topic=f"s3-{uuid.uuid4().hex[:8]}",
+        bootstrap_servers=kafka_broker.bootstrap,
+        group_id="s3-records",
+    )
+
+    @dag(dag_id="s3_via_kafka", triggers=[trigger])
+    def s3_via_kafka(bucket: str = "", key: str = "", size: int = 0, etag: str = "") -> None:
+        on_object(key)
+
+    def record(key: str, etag: str) -> dict[str, Any]:
+        return {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "landing"}, "object": {"key": key, "size": 3, "eTag": etag}},
+        }
+
+    assert trigger.kafka_topic is not None
+    await create_topic(kafka_broker.bootstrap, trigger.kafka_topic, partitions=1)
+    await produce(
+        kafka_broker.bootstrap,
+        trigger.kafka_topic,
+        [
+            {"Records": [record("crm/new+file+%C3%BC.csv", "e1"), record("other/x.csv", "e2")]},
+            {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "landing"},
+            b"not json",
+            {"Records": [record("crm/a.csv", "e3")]},
+        ],
+    )
+    async with Engine(tmp_path / "s3k.db", dags=[s3_via_kafka]) as podium:
+        await wait_until_ran(podium, 2, timeout=60)
+        counts = dict(podium.sink.counts)
+    assert sorted(keys) == ["crm/a.csv", "crm/new file ü.csv"]
+    assert counts["ran"] == 2 and counts["filtered"] == 1 and counts["dead"] == 1
