@@ -31,6 +31,10 @@ test: $(DEV_STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+## The same workloads on Prefect, Dagster, DBOS and Airflow, each in its own virtualenv (slow: installs).
+bench-compare: $(STAMP)
+	$(BIN)/python -m benchmarks.compare
+
 ## Kill -9 the engine 200 times under Kafka + timer + manual load and check every guarantee.
 chaos: $(DEV_STAMP)
 	$(BIN)/python -m tests.chaos.driver --kills 200
