@@ -6,7 +6,12 @@ writer, the dispatcher, the retry timer and the poller that adopts runs queued b
 (``podium trigger``). Exit stops intake, lets in-flight tasks finish within ``shutdown_grace``,
 cancels the rest (recorded so they run again on the next start) and commits everything.
 
-Durability rules this module keeps:
+The engine's behaviour is split over mixins, one job each: ``TaskRunner`` (``runner.py``: dispatch,
+tries, retries, callbacks), ``RunAdoption`` (``adoption.py``: runs and operations from the state
+file, restart recovery) and ``RecoveryOps`` (``recovery.py``: operator actions). This module keeps
+the lifecycle, the public API, run creation, admission and completion.
+
+Durability rules the engine keeps:
 - a run exists once its row is committed; ``trigger`` returns only after that;
 - a try starts only after its ``running`` state (and so its try number) is committed, and only after
   the results of its upstream tasks are committed, so a crash never re-runs a committed success.
