@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 ## The same workloads on Prefect, Dagster, DBOS and Airflow, each in its own virtualenv (slow: installs).
-bench-compare: $(STAMP)
+bench-compare: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.compare
 
 ## Kill -9 the engine 200 times under Kafka + timer + manual load and check every guarantee.

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,13 @@ def _digest(path: Path) -> str:
 
 def ensure(venv: Venv, cache: Path, log: Path) -> Ready:
     """The venv's python, building or rebuilding the venv if needed; never raises."""
-    import time
+    try:
+        return _ensure(venv, cache, log)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Ready(None, f"cannot build the {venv.name} venv: {type(exc).__name__}: {exc}")
 
+
+def _ensure(venv: Venv, cache: Path, log: Path) -> Ready:
     t0 = time.perf_counter()
     python = python_of(venv, cache)
     if venv.name is None:
