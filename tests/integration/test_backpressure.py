@@ -13,10 +13,12 @@ from sensors.base import Event, EventBatch
 from sensors.sources import subscription_of
 
 ran: list[int] = []
+gate: dict[str, anyio.Event] = {}
 
 
 @task
 async def handle(ctx: Context, n: int) -> int:
+    await gate["open"].wait()  # held until the flood has met backpressure once: deterministic
     await anyio.sleep(0.002)
     ran.append(n)
     return n
@@ -32,6 +34,7 @@ def flooded(n: int = -1) -> None:
 
 async def test_flood_is_paced_by_backpressure_and_every_event_runs_once(tmp_path: Path) -> None:
     ran.clear()
+    gate["open"] = anyio.Event()
     total, high, batch_size = 1500, 150, 25
     subscription = subscription_of(FLOOD, dag_id="flooded", index=0)
     peak_pending = 0
@@ -51,6 +54,7 @@ async def test_flood_is_paced_by_backpressure_and_every_event_runs_once(tmp_path
             for start in range(0, total, batch_size):
                 if not sink.accepting:  # what a real sensor does: stop pulling until resumed
                     paused_publishes += 1
+                    gate["open"].set()  # let the engine work the backlog off
                     await sink.wait_accepting()
                 events = [
                     Event("kafka", f"kafka:flood:0:{i}", {"n": i}, params={"n": i})
