@@ -11,18 +11,22 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 LimitKey = Hashable
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True)
 class ReadyItem:
-    sort_key: tuple[int, int]
-    payload: Any = field(compare=False)
-    limits: tuple[LimitKey, ...] = field(compare=False, default=())
-    woken_by: LimitKey | None = field(compare=False, default=None)
+    payload: Any
+    limits: tuple[LimitKey, ...] = ()
+    woken_by: LimitKey | None = None
+
+
+# Heap entries: (-priority, arrival, item). Tuples of ints compare in C; arrival numbers are unique,
+# so the item itself is never compared.
+Entry = tuple[int, int, ReadyItem]
 
 
 class ReadyQueue:
@@ -35,8 +39,8 @@ class ReadyQueue:
         self.global_used = 0
         self.capacities: dict[LimitKey, int] = dict(capacities or {})
         self.used: dict[LimitKey, int] = {}
-        self._heap: list[ReadyItem] = []
-        self._parked: dict[LimitKey, list[ReadyItem]] = {}
+        self._heap: list[Entry] = []
+        self._parked: dict[LimitKey, list[Entry]] = {}
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -47,19 +51,17 @@ class ReadyQueue:
         self.capacities[key] = capacity
         parked = self._parked.get(key)
         while parked and self.used.get(key, 0) + self._woken(key) < capacity:
-            item = heapq.heappop(parked)
-            item.woken_by = key
-            heapq.heappush(self._heap, item)
+            entry = heapq.heappop(parked)
+            entry[2].woken_by = key
+            heapq.heappush(self._heap, entry)
 
     def _woken(self, key: LimitKey) -> int:
-        return sum(1 for item in self._heap if item.woken_by == key)
+        return sum(1 for entry in self._heap if entry[2].woken_by == key)
 
     def push(self, payload: Any, *, priority: int = 0, limits: tuple[LimitKey, ...] = ()) -> None:
         """Add a ready task; ``limits`` are the keyed limits it needs a slot of (unknown keys: unlimited)."""
-        item = ReadyItem(
-            (-priority, next(self._seq)), payload, tuple(k for k in limits if k in self.capacities)
-        )
-        heapq.heappush(self._heap, item)
+        item = ReadyItem(payload, tuple(k for k in limits if k in self.capacities))
+        heapq.heappush(self._heap, (-priority, next(self._seq), item))
 
     def pop_startable(self, max_items: int | None = None) -> list[tuple[Any, tuple[LimitKey, ...]]]:
         """Take every task that can start now, acquiring its slots; returns (payload, limits) pairs."""
@@ -68,10 +70,11 @@ class ReadyQueue:
         while heap and self.global_used < self.global_limit:
             if max_items is not None and len(started) >= max_items:
                 break
-            item = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            item = entry[2]
             blocked = self._first_full(item.limits)
             if blocked is not None:
-                self._park(item, blocked)
+                self._park(entry, blocked)
                 continue
             item.woken_by = None
             self.global_used += 1
@@ -89,13 +92,13 @@ class ReadyQueue:
 
     def remove(self, predicate: Any) -> list[Any]:
         """Drop waiting tasks whose payload matches ``predicate`` (e.g. a cancelled run's tasks)."""
-        removed = [i.payload for i in self._heap if predicate(i.payload)]
+        removed = [e[2].payload for e in self._heap if predicate(e[2].payload)]
         if removed:
-            self._heap = [i for i in self._heap if not predicate(i.payload)]
+            self._heap = [e for e in self._heap if not predicate(e[2].payload)]
             heapq.heapify(self._heap)
         for key, parked in list(self._parked.items()):
-            keep = [i for i in parked if not predicate(i.payload)]
-            removed.extend(i.payload for i in parked if predicate(i.payload))
+            keep = [e for e in parked if not predicate(e[2].payload)]
+            removed.extend(e[2].payload for e in parked if predicate(e[2].payload))
             if len(keep) != len(parked):
                 heapq.heapify(keep)
                 self._parked[key] = keep
@@ -107,8 +110,9 @@ class ReadyQueue:
                 return key
         return None
 
-    def _park(self, item: ReadyItem, key: LimitKey) -> None:
-        heapq.heappush(self._parked.setdefault(key, []), item)
+    def _park(self, entry: Entry, key: LimitKey) -> None:
+        heapq.heappush(self._parked.setdefault(key, []), entry)
+        item = entry[2]
         woken_by, item.woken_by = item.woken_by, None
         if woken_by is not None and woken_by != key:
             # This task was woken by a slot of `woken_by` but did not take it; pass the wake-up on.
@@ -117,6 +121,6 @@ class ReadyQueue:
     def _wake(self, key: LimitKey) -> None:
         parked = self._parked.get(key)
         if parked and self.used.get(key, 0) < self.capacities[key]:
-            item = heapq.heappop(parked)
-            item.woken_by = key
-            heapq.heappush(self._heap, item)
+            entry = heapq.heappop(parked)
+            entry[2].woken_by = key
+            heapq.heappush(self._heap, entry)
