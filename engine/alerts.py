@@ -419,7 +419,7 @@ class Alerting:
                 if kind in self.on:
                     self._task_alert(kind, run, rec, self._engine.clock.now())
         if state in (TaskState.SUCCESS, TaskState.SKIPPED) and self._sla_of(run.dag, rec.task_id):
-            self._check_task_sla(run, rec.task_id, rec.finished_at, self._engine.clock.now())
+            self._check_sla(run, rec.task_id, rec.finished_at, self._engine.clock.now())
 
     def _task_alert(self, kind: AlertKind, run: ActiveRun, rec: TaskRecord, now: float) -> None:
         error = last_line(rec.error)
@@ -435,7 +435,7 @@ class Alerting:
             self._runs[run.run_id] = run
             return
         now = self._engine.clock.now()
-        self._check_run_sla(run, run.finished_at, now)
+        self._check_sla(run, None, run.finished_at, now)
         self._runs.pop(run.run_id, None)
         dag_id = run.dag.dag_id
         task_failed = bool(self._failed_tries.pop(run.run_id, None))
@@ -650,11 +650,11 @@ class Alerting:
             with_sla = self._sla_tasks(run.dag)
             if with_sla is None:
                 continue  # no SLA anywhere in this DAG: nothing to scan
-            self._check_run_sla(run, None, now)
+            self._check_sla(run, None, None, now)
             for tid in with_sla:
                 rec = run.tasks.get(tid)
                 if rec is not None and not rec.state.finished:
-                    self._check_task_sla(run, tid, None, now)
+                    self._check_sla(run, tid, None, now)
         self.checked_at = now
 
     def _sla_tasks(self, dag: DAG) -> tuple[str, ...] | None:
@@ -694,26 +694,10 @@ class Alerting:
             self._slas[key] = as_sla(self._sla_resolver(dag, task_id))
         return self._slas[key]
 
-    def _check_run_sla(self, run: ActiveRun, finished_at: float | None, now: float) -> None:
-        sla = self._sla_of(run.dag, None)
-        if sla is None:
-            return
-        missed = self._sla_missed.setdefault(run.run_id, set())
-        if None in missed:
-            return
-        if sla_missed(
-            sla,
-            logical_date=run.logical_date,
-            run_started_at=run.started_at,
-            finished_at=finished_at,
-            now=now,
-        ):
-            missed.add(None)
-            self._sla_alert(run, None, sla, finished_at, now)
-
-    def _check_task_sla(
-        self, run: ActiveRun, task_id: str, finished_at: float | None, now: float
+    def _check_sla(
+        self, run: ActiveRun, task_id: str | None, finished_at: float | None, now: float
     ) -> None:
+        """Alert once if the run's (``task_id`` None) or a task's SLA is missed as of ``now``."""
         sla = self._sla_of(run.dag, task_id)
         if sla is None:
             return

@@ -178,27 +178,16 @@ def _from_record(record: Any, only: Sequence[KeyFilter] | None) -> Event | None:
     if not name.removeprefix("s3:").startswith(_CREATED):
         return None
     s3 = record["s3"]
-    bucket = str(s3["bucket"]["name"])
     obj = s3["object"]
-    key = unquote_plus(str(obj["key"]))
-    if only is not None and not any(f.matches(bucket, key) for f in only):
-        return None
-    size = _int_or_none(obj.get("size"))
-    etag = _etag(obj.get("eTag"))
-    event_id = object_event_id(
-        bucket,
-        key,
-        etag=etag,
-        version_id=_str_or_none(obj.get("versionId")),
-        sequencer=_str_or_none(obj.get("sequencer")),
-    )
-    params = {"bucket": bucket, "key": key, "size": size, "etag": etag}
-    return Event(
-        source=S3_SOURCE,
-        event_id=event_id,
-        payload={**record, **params},
-        params=params,
-        logical_date=_epoch(record.get("eventTime")),
+    return _object_event(
+        bucket=str(s3["bucket"]["name"]),
+        key=unquote_plus(str(obj["key"])),
+        obj=obj,
+        etag_field="eTag",
+        version_field="versionId",
+        payload=record,
+        when=record.get("eventTime"),
+        only=only,
     )
 
 
@@ -206,29 +195,48 @@ def _from_eventbridge(event: Mapping[str, Any], only: Sequence[KeyFilter] | None
     if event["detail-type"] != "Object Created":
         return None
     detail = event["detail"]
-    bucket = str(detail["bucket"]["name"])
-    obj = detail["object"]
-    key = str(obj["key"])
+    # "source" would shadow the event's own source in ctx.event; the rest is kept as sent.
+    return _object_event(
+        bucket=str(detail["bucket"]["name"]),
+        key=str(detail["object"]["key"]),
+        obj=detail["object"],
+        etag_field="etag",
+        version_field="version-id",
+        payload={k: v for k, v in event.items() if k != "source"},
+        when=event.get("time"),
+        only=only,
+    )
+
+
+def _object_event(
+    *,
+    bucket: str,
+    key: str,
+    obj: Mapping[str, Any],
+    etag_field: str,
+    version_field: str,
+    payload: Mapping[str, Any],
+    when: Any,
+    only: Sequence[KeyFilter] | None,
+) -> Event | None:
+    """The event of one created object, whatever notification format carried it."""
     if only is not None and not any(f.matches(bucket, key) for f in only):
         return None
-    size = _int_or_none(obj.get("size"))
-    etag = _etag(obj.get("etag"))
+    etag = _etag(obj.get(etag_field))
     event_id = object_event_id(
         bucket,
         key,
         etag=etag,
-        version_id=_str_or_none(obj.get("version-id")),
+        version_id=_str_or_none(obj.get(version_field)),
         sequencer=_str_or_none(obj.get("sequencer")),
     )
-    params = {"bucket": bucket, "key": key, "size": size, "etag": etag}
-    # "source" would shadow the event's own source in ctx.event; the rest is kept as sent.
-    payload = {k: v for k, v in event.items() if k != "source"}
+    params = {"bucket": bucket, "key": key, "size": _int_or_none(obj.get("size")), "etag": etag}
     return Event(
         source=S3_SOURCE,
         event_id=event_id,
         payload={**payload, **params},
         params=params,
-        logical_date=_epoch(event.get("time")),
+        logical_date=_epoch(when),
     )
 
 
