@@ -524,13 +524,7 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
             logical_date=run.logical_date,
         )
         matching = [s for s in subs if run.state.value in s.trigger.states]
-        batch = EventBatch(subscription, [event])
-        saved = self._ingest.subscriptions[subscription]
-        self._ingest.subscriptions[subscription] = matching
-        try:
-            await self._ingest.ingest(batch)
-        finally:
-            self._ingest.subscriptions[subscription] = saved
+        await self._ingest.ingest(EventBatch(subscription, [event]), matching)
 
     async def runs(
         self,

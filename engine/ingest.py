@@ -121,10 +121,18 @@ class EventIngest:
                     )
                     batch.mark_stored(exc)
 
-    async def ingest(self, batch: EventBatch) -> None:
+    async def ingest(
+        self, batch: EventBatch, subscriptions: Sequence[Subscription] | None = None
+    ) -> None:
+        """Route, record and commit one batch; ``subscriptions`` narrows the DAGs it may start
+        (default: every subscriber of the batch's source)."""
         engine = self._engine
         writer = engine.store.writer
-        subs = self.subscriptions.get(batch.subscription, [])
+        subs = (
+            self.subscriptions.get(batch.subscription, [])
+            if subscriptions is None
+            else subscriptions
+        )
         now = engine.clock.now()
         decided = [route(event, subs) for event in batch.events]
         keys = [e.event_id for e, ds in zip(batch.events, decided, strict=True) if _any_ran(ds)]

@@ -176,6 +176,53 @@ async def test_after_dag_starts_a_run_when_another_dag_succeeds(tmp_path: Path) 
     assert full.trigger == "dag"
 
 
+@task
+async def maybe_fail(ctx: Context, ok: bool = True) -> str:
+    if not ok:
+        raise RuntimeError("upstream failed on purpose")
+    return "ok"
+
+
+@dag
+def up(ok: bool = True) -> None:
+    maybe_fail(ok)
+
+
+@task
+async def note_upstream(ctx: Context) -> Any:
+    return ctx.event["run_id"]
+
+
+@dag(triggers=[AfterDag("up", state="success")])
+def on_ok() -> None:
+    note_upstream()
+
+
+@dag(triggers=[AfterDag("up", state="failed")])
+def on_fail() -> None:
+    note_upstream()
+
+
+async def test_after_dag_every_completion_starts_exactly_one_run_when_runs_finish_together(
+    tmp_path: Path,
+) -> None:
+    """Regression: completions announced concurrently must each reach the DAGs whose trigger
+    matches their state (the routing table was swapped around an await, losing events)."""
+    async with Engine(tmp_path / "race.db", dags=[up, on_ok, on_fail], max_tasks=64) as podium:
+        upstream = [await podium.trigger("up", {"ok": i % 2 == 0}) for i in range(20)]
+        finished = [await r.wait(timeout=30) for r in upstream]
+        ok_runs = await wait_for_runs(podium, "on_ok", 10)
+        fail_runs = await wait_for_runs(podium, "on_fail", 10)
+        events = await podium.events(limit=1000)
+    succeeded = {r.run_id for r in finished if r.state == "success"}
+    failed = {r.run_id for r in finished if r.state == "failed"}
+    assert len(succeeded) == 10 and len(failed) == 10
+    assert {r.key.rpartition(":")[2] for r in ok_runs} == succeeded
+    assert {r.key.rpartition(":")[2] for r in fail_runs} == failed
+    ran = [e for e in events if e["source"] == "dag" and e["outcome"] == "ran"]
+    assert len(ran) == 20
+
+
 async def test_backpressure_gate_closes_above_high_water_and_opens_below_low(
     tmp_path: Path,
 ) -> None:
