@@ -53,7 +53,7 @@ from .states import RunState, TaskState
 
 if TYPE_CHECKING:
     from .dag import DAG
-    from .engine import Engine
+    from .observe import EngineView
     from .run_state import ActiveRun, TaskRecord
 
 log = logging.getLogger("podium.alerts")
@@ -328,7 +328,7 @@ class Alerting:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineView,
         notifiers: Sequence[Notifier] = (),
         *,
         on: Iterable[AlertKind] = DEFAULT_ON,
@@ -551,7 +551,7 @@ class Alerting:
             self._loading = False
             self._observed_while_loading.clear()
 
-    async def _load_dag_history(self, engine: Engine, dag_id: str, dag: DAG) -> None:
+    async def _load_dag_history(self, engine: EngineView, dag_id: str, dag: DAG) -> None:
         want = {}
         for tid in dag.tasks:
             policy = self._policy_for(dag_id, tid)

@@ -359,23 +359,18 @@ async def _queue_run(
     key: str | None,
     task_ids: Sequence[str],
 ) -> Run:
-    from .engine import _new_run_id
+    from .runbook import new_run_row
 
-    now = time.time()
-    run_id = _new_run_id(now)
-    run_key = key if key is not None else f"manual:{run_id}"
-    try:
-        params_json = serialization.dumps(params)
-    except TypeError as exc:
-        raise ParamError(f"DAG {dag_id!r}: params are not JSON-serializable: {exc}") from None
+    _, run_key, row = new_run_row(
+        dag_id, params, key=key, logical_date=None, event=None, trigger="cli", now=time.time()
+    )
     existing = await store.find_run(dag_id, run_key)
     if existing is None:
-        store.writer.insert_run(
-            (run_id, dag_id, run_key, "queued", params_json, now, "cli", None, now), task_ids
-        )
+        store.writer.insert_run(row, task_ids)
         await store.writer.flush()
         existing = await store.find_run(dag_id, run_key)
-    return await store.get_run(existing[1])
+        assert existing is not None
+    return await store.get_run(existing.run_id)
 
 
 def _validate_against_description(
@@ -489,13 +484,12 @@ async def _request(
 async def _operate_here(
     path: str, db: str, operation: str, op_args: dict[str, Any], args: argparse.Namespace
 ) -> Any:
-    from .adoption import REQUEST_OPERATIONS, describe_result
+    from .requests import perform
 
     loaded = load_dags(path)
     for error in loaded.errors:
         err_console.print(f"[bold red]error:[/] {error}")
     async with Engine(db, dags=loaded.dags, sensors=False) as engine:
-        method = getattr(engine, REQUEST_OPERATIONS[operation])
         if operation == "backfill":
             with Progress(console=console, transient=True) as progress:
                 bar = progress.add_task("backfill", total=None)
@@ -503,13 +497,15 @@ async def _operate_here(
                 def on_progress(done: int, total: int) -> None:
                     progress.update(bar, completed=done, total=total)
 
-                result = await method(**op_args, actor=_actor(), on_progress=on_progress)
+                result = await perform(
+                    engine.ops, operation, op_args, actor=_actor(), on_progress=on_progress
+                )
         else:
-            result = await method(**op_args, actor=_actor())
+            result = await perform(engine.ops, operation, op_args, actor=_actor())
         run_id = op_args.get("run_id")
         if run_id and operation in ("rerun", "resume"):
             await engine.wait_run(run_id)  # the run finishes here, not at the next engine start
-        return describe_result(result)
+        return result
 
 
 async def _backfill_total(store: Store, op_args: dict[str, Any]) -> int:
@@ -519,7 +515,7 @@ async def _backfill_total(store: Store, op_args: dict[str, Any]) -> int:
 async def _backfill_keys(store: Store, op_args: dict[str, Any]) -> list[str]:
     from sensors.timer_source import timer_event_id
 
-    from .recovery import backfill_slots
+    from .backfill import backfill_slots
 
     row = await store.dag_row(op_args["dag_id"])
     if row is None:

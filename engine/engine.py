@@ -1,17 +1,22 @@
-"""The ``Engine``: wires the store, the run state machine, the ready queue and the task executor.
+"""The ``Engine``: its configuration, its lifecycle, and a thin public API over its parts.
+
+The parts, each with one job (docs/architecture.md draws them):
+- ``Recorder`` writes task, run and operation rows through the store's group-commit writer, then
+  tells the observers (metrics, alerts);
+- ``Dispatcher`` starts ready tasks under every limit, one try each, after their ``running`` rows
+  are committed;
+- ``RunDriver`` moves each run forward: what to queue next, retries, pauses, cancellation, the end;
+- ``RunBook`` is the only place a run is created, adopted after a restart, admitted or forgotten;
+- ``EventIngest`` is the bus and the router loop: events become runs, exactly once each;
+- ``Operations`` are the operator actions; ``RequestPoller`` runs those that the CLI leaves in the
+  state file, and adopts the runs it queues there.
 
 Lifecycle (``async with Engine(...)``): enter opens the state file (taking its owner lock), registers
-the DAGs, resumes every unfinished run, and starts the background jobs in one task group: the store
-writer, the dispatcher, the retry timer and the poller that adopts runs queued by other processes
-(``podium trigger``). Exit stops intake, lets in-flight tasks finish within ``shutdown_grace``,
-cancels the rest (recorded so they run again on the next start) and commits everything.
+the DAGs, resumes every unfinished run, and starts the background jobs in one task group. Exit stops
+intake, lets in-flight tasks finish within ``shutdown_grace``, cancels the rest (recorded so they
+run again on the next start) and commits everything.
 
-The engine's behaviour is split over mixins, one job each: ``TaskRunner`` (``runner.py``: dispatch,
-tries, retries, callbacks), ``RunAdoption`` (``adoption.py``: runs and operations from the state
-file, restart recovery) and ``RecoveryOps`` (``recovery.py``: operator actions). This module keeps
-the lifecycle, the public API, run creation, admission and completion.
-
-Durability rules the engine keeps:
+Durability rules the parts keep:
 - a run exists once its row is committed; ``trigger`` returns only after that;
 - a try starts only after its ``running`` state (and so its try number) is committed, and only after
   the results of its upstream tasks are committed, so a crash never re-runs a committed success.
@@ -19,27 +24,28 @@ Durability rules the engine keeps:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-import secrets
-import time
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
 from functools import partial
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 import anyio
 import anyio.abc
 
-from sensors.base import Event, EventBatch, EventSource
+from sensors.base import EventSource
 
 from . import serialization
-from .adoption import RunAdoption
 from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, Alerting, AlertKind, Notifier, SLAResolver
+from .backfill import BackfillResult
 from .clock import Clock, SystemClock
+from .config import EngineConfig
 from .dag import DAG
-from .errors import DAGError, DAGNotFoundError, EngineStoppedError, ParamError, PodiumError
+from .dispatcher import Dispatcher
+from .errors import DAGError, EngineStoppedError, PodiumError
 from .ingest import EventIngest
 from .limits import ReadyQueue
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler
@@ -48,21 +54,25 @@ from .logs import uninstall as uninstall_log_handler
 from .metrics import Metrics
 from .models import Run
 from .observe import Observer
-from .recovery import BACKFILL_PRIORITY, UNLIMITED, RecoveryOps
+from .operations import Operations, task_capacity
+from .recorder import Recorder
+from .requests import RequestPoller
 from .router import Subscription
-from .run_state import ActiveRun, TaskRecord, graph_spec_of
-from .runner import TaskRunner, call_callback
-from .scheduler import RunProgress
+from .run_driver import RunDriver, call_callback
+from .run_state import ActiveRun
+from .runbook import RunBook
 from .slowness import SLA, SlownessPolicy
-from .states import RunState, TaskState
+from .states import RunState
 from .store import Durability, Store, run_from_row
 from .store import queries as q
-from .taskset import TaskSet
 
 log = logging.getLogger("podium.engine")
 
+HTTP_SERVER = "engine.web:serve"
+"""The web UI and API, found by name when ``http=`` is set: the core never imports the web package."""
 
-class Engine(TaskRunner, RunAdoption, RecoveryOps):
+
+class Engine:
     """An orchestration engine on the caller's event loop.
 
     ``db``: path of the SQLite state file. ``dags``: the DAGs it serves. ``max_tasks``: live tasks at most,
@@ -73,6 +83,7 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
     picked up. ``sensors``: start the DAGs' event sources (Kafka, S3, timers); off, runs start only
     by ``trigger``. ``high_water`` / ``low_water``: unfinished runs above which sensors stop pulling,
     and below which they resume. ``bus_size``: event batches the bus holds before publishers wait.
+    ``http``: serve the web UI and API on ``HOST:PORT`` (``http_token`` guards its writes).
     """
 
     def __init__(
@@ -104,22 +115,16 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
         http: str | None = None,
         http_token: str | None = None,
     ) -> None:
-        if max_tasks < 1:
-            raise PodiumError(f"max_tasks must be >= 1, got {max_tasks}")
-        if max_threads < 1:
-            raise PodiumError(f"max_threads must be >= 1, got {max_threads}")
-        self.db = os.fspath(db)
-        self.max_tasks = max_tasks
-        self.pools = dict(pools or {})
-        for name, slots in self.pools.items():
-            if not isinstance(slots, int) or slots < 1:
-                raise PodiumError(f"pool {name!r} needs an int >= 1 slots, got {slots!r}")
-        self.max_threads = max_threads
-        self.max_result_bytes = max_result_bytes
-        self.shutdown_grace = shutdown_grace
-        self.poll_interval = poll_interval
+        self.config = EngineConfig(
+            db=os.fspath(db), max_tasks=max_tasks, pools=pools or {}, max_threads=max_threads,
+            durability=durability, max_result_bytes=max_result_bytes,
+            shutdown_grace=shutdown_grace, poll_interval=poll_interval, sensors=sensors,
+            high_water=high_water, low_water=low_water, bus_size=bus_size,
+            capture_logs=capture_logs, max_log_bytes=max_log_bytes,
+            loop_lag_threshold=loop_lag_threshold, http=http, http_token=http_token,
+        )  # fmt: skip
+        config = self.config
         self.clock: Clock = clock or SystemClock()
-        self._store = Store(self.db, owner=True, durability=durability)
         self._dags: dict[str, DAG] = {}
         for d in dags:
             self._register(d)
@@ -127,66 +132,88 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
 
         check_shared_consumers([t for d in self._dags.values() for t in d.triggers])
 
-        self._ready = ReadyQueue(max_tasks, {("pool", n): s for n, s in self.pools.items()})
-        self._active: dict[str, ActiveRun] = {}
-        self._by_key: dict[tuple[str, str], ActiveRun] = {}
-        self._waiting_runs: dict[str, deque[ActiveRun]] = {}
-        self._running_runs: dict[str, int] = {}
-        self._retry_heap: list[tuple[float, int, str, str]] = []
-        self._retry_seq = 0
-        self._last_seq = 0
-        self._in_flight = 0
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._thread_limiter: anyio.CapacityLimiter | None = None
-        self._dispatch_wakeup = anyio.Event()
-        self._retry_wakeup = anyio.Event()
-        self._idle = anyio.Event()
-        self._stopping = False
-        self._started = False
-        self.sensors_enabled = sensors
+        self._store = Store(config.db, owner=True, durability=config.durability)
+        self.alerting = Alerting(
+            self, notifiers, on=alert_on, base_url=base_url, slowness=slowness,
+            slowness_overrides=slowness_overrides, sla=sla,
+        )  # fmt: skip
+        self.metrics = Metrics(loop_lag_threshold=loop_lag_threshold, alerting=self.alerting)
+        self._recorder = Recorder([self.metrics, self.alerting])
+        self._dispatcher = Dispatcher(
+            ready=ReadyQueue(config.max_tasks, {("pool", n): s for n, s in config.pools.items()}),
+            recorder=self._recorder,
+            clock=self.clock,
+            max_threads=config.max_threads,
+            max_result_bytes=config.max_result_bytes,
+            on_crash=self._crash,
+        )
+        self._driver = RunDriver(
+            recorder=self._recorder,
+            dispatcher=self._dispatcher,
+            clock=self.clock,
+            spawn=self._spawn,
+        )
+        self._book = RunBook(
+            dags=MappingProxyType(self._dags),
+            store=self._store,
+            recorder=self._recorder,
+            driver=self._driver,
+            clock=self.clock,
+            on_finished=self._after_run,
+        )
+        self._driver.attach(self._book)
         self._ingest = EventIngest(
-            self,
-            bus_size=bus_size,
-            high_water=high_water,
-            low_water=high_water // 2 if low_water is None else low_water,
+            intake=self._book,
+            store=self._store,
+            clock=self.clock,
+            bus_size=config.bus_size,
+            high_water=config.high_water,
+            low_water=config.low_water_mark,
+        )
+        self._ops = Operations(
+            book=self._book,
+            driver=self._driver,
+            dispatcher=self._dispatcher,
+            recorder=self._recorder,
+            store=self._store,
+            clock=self.clock,
+            runs=self,
+            check_open=self._check_open,
+        )
+        self._requests = RequestPoller(
+            book=self._book,
+            ops=self._ops,
+            store=self._store,
+            recorder=self._recorder,
+            interval=config.poll_interval,
+            spawn=self._spawn,
         )
         self._sources: dict[str, EventSource] = {}
-        self.capture_logs = capture_logs
-        self.max_log_bytes = max_log_bytes
         self._log_handler: TaskLogHandler | None = None
-        self._observers: list[Observer] = []
-        self._paused: set[str] = set()
-        self._tries = TaskSet(self._crash)
+        self._tg: anyio.abc.TaskGroup | None = None
         self._crashed: BaseException | None = None
-        self.alerting = Alerting(
-            self,
-            notifiers,
-            on=alert_on,
-            base_url=base_url,
-            slowness=slowness,
-            slowness_overrides=slowness_overrides,
-            sla=sla,
-        )
-        self.metrics = Metrics(loop_lag_threshold=loop_lag_threshold, alerting=self.alerting)
-        self._observers += [self.metrics, self.alerting]
-        self.http = _parse_http(http)
-        self.http_token = http_token
+        self._stopping = False
+        self._started = False
         self.http_port: int | None = None
-        self._after_dag: dict[str, list[Subscription]] = {}
 
-    # -- registration -------------------------------------------------------------------------------
+    # -- configuration, as attributes -----------------------------------------------------------------
 
-    def _register(self, d: DAG) -> None:
-        if not isinstance(d, DAG):
-            raise DAGError(f"expected a DAG built with @dag, got {d!r}")
-        if d.dag_id in self._dags and self._dags[d.dag_id] is not d:
-            raise DAGError(f"two different DAGs are named {d.dag_id!r}")
-        check_pools(d, self.pools)
-        from sensors.sources import subscription_of
+    @property
+    def db(self) -> str:
+        return self.config.db
 
-        for index, trig in enumerate(d.triggers):
-            subscription_of(trig, dag_id=d.dag_id, index=index)  # raises TriggerError if unknown
-        self._dags[d.dag_id] = d
+    @property
+    def max_tasks(self) -> int:
+        return self.config.max_tasks
+
+    @property
+    def pools(self) -> Mapping[str, int]:
+        return self.config.pools
+
+    @property
+    def http(self) -> tuple[str, int] | None:
+        """Where the web UI and API are served, as (host, port), or None."""
+        return self.config.http_address
 
     @property
     def dags(self) -> dict[str, DAG]:
@@ -196,6 +223,42 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
     def store(self) -> Store:
         return self._store
 
+    @property
+    def sink(self) -> EventIngest:
+        """The event bus, as an ``EventSink``: custom sensors publish ``EventBatch`` objects here."""
+        return self._ingest
+
+    @property
+    def ready(self) -> ReadyQueue:
+        """The ready queue (read it; the dispatcher owns it)."""
+        return self._dispatcher.ready
+
+    @property
+    def sources(self) -> Mapping[str, EventSource]:
+        """The running event sources, by subscription."""
+        return MappingProxyType(self._sources)
+
+    @property
+    def pending_runs(self) -> int:
+        """Unfinished runs this engine serves (the measure backpressure acts on)."""
+        return len(self._book)
+
+    @property
+    def store_healthy(self) -> bool:
+        return self._store.writer.healthy
+
+    def _register(self, d: DAG) -> None:
+        if not isinstance(d, DAG):
+            raise DAGError(f"expected a DAG built with @dag, got {d!r}")
+        if d.dag_id in self._dags and self._dags[d.dag_id] is not d:
+            raise DAGError(f"two different DAGs are named {d.dag_id!r}")
+        check_pools(d, self.config.pools)
+        from sensors.sources import subscription_of
+
+        for index, trig in enumerate(d.triggers):
+            subscription_of(trig, dag_id=d.dag_id, index=index)  # raises TriggerError if unknown
+        self._dags[d.dag_id] = d
+
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -204,26 +267,7 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
         self._started = True
         await self._store.__aenter__()
         try:
-            self._thread_limiter = anyio.CapacityLimiter(self.max_threads)
-            for d in self._dags.values():
-                for node in d.tasks.values():
-                    if node.options.concurrency is not None:
-                        key = ("task", d.dag_id, node.task_id)
-                        self._ready.set_capacity(key, node.options.concurrency)
-                self._ready.set_capacity(
-                    ("dag", d.dag_id),
-                    d.max_active_tasks if d.max_active_tasks is not None else UNLIMITED,
-                )
-                self._store.writer.execute(*_dag_upsert(d, self.clock.now()))
-            self._last_seq = await self._store.max_seq()
-            self._store.writer.execute(q.ABANDON_REQUESTS, ())
-            self._paused = await self._store.paused_dags() & set(self._dags)
-            for dag_id in self._paused:
-                self._ready.set_capacity(("dag", dag_id), 0)
-            self._ingest.open()
-            if self.capture_logs:
-                self._log_handler = TaskLogHandler(self._store.writer, self.max_log_bytes)
-                install_log_handler(self._log_handler)
+            await self._prepare()
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
         except BaseException:
@@ -233,28 +277,59 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
             await self._store.__aexit__(None, None, None)
             raise
         try:
-            self._store.writer.on_commit = self.metrics.observe_commit
-            await self._tg.start(self.alerting.run)  # seeds baselines before runs are adopted
-            self._tg.start_soon(self.metrics.loop_lag.run)
-            if self.http is not None:
-                from .web import serve as serve_http
-
-                self.http_port = await self._tg.start(
-                    partial(serve_http, self, self.http[0], self.http[1], self.http_token)
-                )
-            for row in await self._store.unfinished_run_rows():
-                await self._adopt(row, recovering=True)
-            await self._store.writer.flush()
-            self._tg.start_soon(self._dispatch_loop)
-            self._tg.start_soon(self._retry_loop)
-            self._tg.start_soon(self._poll_loop)
-            self._tg.start_soon(self._ingest.serve)
-            self._wake_dispatcher()
-            self._start_sources()
+            await self._start_jobs(self._tg)
         except BaseException as exc:
             await self._shutdown(exc)
             raise
         return self
+
+    async def _prepare(self) -> None:
+        """Register the DAGs and their limits in the opened store; open the bus."""
+        writer = self._store.writer
+        self._recorder.open(writer)
+        dispatcher = self._dispatcher
+        now = self.clock.now()
+        for d in self._dags.values():
+            for node in d.tasks.values():
+                if node.options.concurrency is not None:
+                    key = ("task", d.dag_id, node.task_id)
+                    dispatcher.set_capacity(key, node.options.concurrency)
+            dispatcher.set_capacity(("dag", d.dag_id), task_capacity(d))
+            writer.execute(
+                q.UPSERT_DAG,
+                (d.dag_id, serialization.dumps_for_display(d.describe()), d.source_file, now),
+            )
+        await self._requests.prepare()
+        paused = await self._store.paused_dags() & set(self._dags)
+        self._book.paused.update(paused)
+        for dag_id in paused:
+            dispatcher.set_capacity(("dag", dag_id), 0)
+        self._ingest.open()
+        if self.config.capture_logs:
+            self._log_handler = TaskLogHandler(writer, self.config.max_log_bytes)
+            install_log_handler(self._log_handler)
+            self._dispatcher.log_handler = self._log_handler
+
+    async def _start_jobs(self, tg: anyio.abc.TaskGroup) -> None:
+        self._store.writer.on_commit = self.metrics.observe_commit
+        await tg.start(self.alerting.run)  # seeds baselines before runs are adopted
+        tg.start_soon(self.metrics.loop_lag.run)
+        address = self.config.http_address
+        if address is not None:
+            module, _, name = HTTP_SERVER.partition(":")
+            serve_http = getattr(importlib.import_module(module), name)
+            self.http_port = await tg.start(
+                partial(serve_http, self, address[0], address[1], self.config.http_token)
+            )
+        for row in await self._store.unfinished_run_rows():
+            await self._book.adopt(row, recovering=True)
+        await self._recorder.flush()
+        tg.start_soon(self._dispatcher.serve)
+        tg.start_soon(self._driver.retries.serve)
+        tg.start_soon(self._requests.serve)
+        tg.start_soon(self._ingest.serve)
+        self._dispatcher.wake()
+        self._start_sources(tg)
 
     async def __aexit__(
         self,
@@ -263,6 +338,10 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
         tb: TracebackType | None,
     ) -> bool | None:
         return await self._shutdown(exc)
+
+    def _spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self._tg is not None, "the engine is not running"
+        self._tg.start_soon(fn, *args)
 
     def _crash(self, exc: BaseException) -> None:
         """An engine bug escaped a task try: stop the engine rather than run on in a bad state."""
@@ -274,41 +353,34 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
         """Cut the shutdown grace short: cancel in-flight tasks at once (they run again next start).
 
         For a second Ctrl-C; call it while the engine is stopping."""
-        self._stopping = True
-        self._cancel_in_flight("shutdown")
+        self._set_stopping()
+        self._dispatcher.cancel_in_flight(list(self._book), "shutdown")
 
-    def _cancel_in_flight(self, reason: str) -> int:
-        cancelled = 0
-        for run in self._active.values():
-            for rec in run.tasks.values():
-                if rec.scope is not None and rec.cancel_reason is None:
-                    rec.cancel_reason = reason
-                    rec.scope.cancel()
-                    cancelled += 1
-        return cancelled
+    def _set_stopping(self) -> None:
+        self._stopping = True
+        self._book.stopping = self._driver.stopping = self._requests.stopping = True
 
     async def _shutdown(self, exc: BaseException | None) -> bool | None:
         assert self._tg is not None
-        self._stopping = True
+        self._set_stopping()
+        dispatcher = self._dispatcher
         suppress: bool | None = None
         try:
             with anyio.CancelScope(shield=True):
-                if self._in_flight:
-                    with anyio.move_on_after(self.shutdown_grace):
-                        await self._idle.wait()
-                if self._in_flight:
+                grace = self.config.shutdown_grace
+                if not await dispatcher.wait_idle(grace):
                     log.warning(
                         "stopping: cancelling %d task(s) still running after %.1fs grace",
-                        self._in_flight,
-                        self.shutdown_grace,
+                        dispatcher.in_flight,
+                        grace,
                     )
-                    self._cancel_in_flight("shutdown")
-                    with anyio.move_on_after(5):
-                        await self._idle.wait()
+                    dispatcher.cancel_in_flight(list(self._book), "shutdown")
+                    await dispatcher.wait_idle(5)
+                dispatcher.stopping = True
                 with anyio.move_on_after(5):
                     await self.alerting.flush()  # deliver the last failures' alerts
                 self._tg.cancel_scope.cancel()
-                await self._tries.cancel_and_wait(timeout=5)
+                await dispatcher.cancel_and_wait(timeout=5)
         finally:
             try:
                 suppress = await self._tg.__aexit__(
@@ -325,7 +397,13 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
                 await self._store.__aexit__(None, None, None)
         return suppress
 
-    # -- public API ---------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if not self._started or self._tg is None:
+            raise PodiumError("the engine is not running; use `async with Engine(...)`")
+        if self._stopping:
+            raise EngineStoppedError("the engine is stopping")
+
+    # -- runs ---------------------------------------------------------------------------------------
 
     async def trigger(
         self,
@@ -348,183 +426,37 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
         declare (used for event-triggered runs).
         """
         self._check_open()
-        dag = self._dag(dag_id)
-        run_params = dag.validate_params(params, strict=strict)
+        book = self._book
+        run_params = book.dag(dag_id).validate_params(params, strict=strict)
         if key is not None:
             existing = await self._existing_run(dag_id, key)
             if existing is not None:
                 return existing
-        run = self.new_run(
+        run = book.create(
             dag_id, run_params, key=key, logical_date=logical_date, event=event, trigger=trigger
         )
-        run_id = run.run_id
         try:
-            await self._store.writer.flush()
+            await self._recorder.flush()
         except BaseException:
-            self.forget_runs([run])
+            book.forget([run])
             raise
         if key is not None:
             row = await self._store.find_run(dag_id, key)
-            if row is not None and row[1] != run_id:  # another process stored this key first
-                self.forget_runs([run])
+            if row is not None and row.run_id != run.run_id:  # another process stored it first
+                book.forget([run])
                 return run_from_row(row, {}, self)
-        self.activate(run)
+        book.activate(run)
         return run.snapshot(self)
 
-    # -- run creation (shared by trigger and the event router) ----------------------------------------
-
-    def new_run(
-        self,
-        dag_id: str,
-        params: dict[str, Any],
-        *,
-        key: str | None,
-        logical_date: float | None,
-        event: Any,
-        trigger: str,
-    ) -> ActiveRun:
-        """Record a new run (committed by the next flush) and reserve its key; not started yet."""
-        dag = self._dag(dag_id)
-        try:
-            params_json = serialization.dumps(params)
-        except TypeError as exc:
-            raise ParamError(f"DAG {dag_id!r}: params are not JSON-serializable: {exc}") from None
-        event_json = serialization.dumps(event) if event is not None else None
-        now = self.clock.now()
-        run_id = _new_run_id(now)
-        run = ActiveRun(
-            dag=dag,
-            run_id=run_id,
-            key=key if key is not None else f"manual:{run_id}",
-            params=params,
-            logical_date=logical_date if logical_date is not None else now,
-            trigger=trigger,
-            event=event,
-            created_at=now,
-        )
-        run.progress = RunProgress(graph_spec_of(dag))
-        run.tasks = {tid: TaskRecord(node) for tid, node in dag.tasks.items()}
-        self._by_key[(dag_id, run.key)] = run
-        self._store.writer.insert_run(
-            (
-                run_id,
-                dag_id,
-                run.key,
-                RunState.QUEUED.value,
-                params_json,
-                run.logical_date,
-                trigger,
-                event_json,
-                now,
-            ),
-            dag.order,
-        )
-        return run
-
-    def run_id_for_key(self, dag_id: str, key: str) -> str | None:
-        run = self._by_key.get((dag_id, key))
-        return run.run_id if run is not None else None
-
-    def forget_runs(self, runs: Iterable[ActiveRun]) -> None:
-        for run in runs:
-            if self._by_key.get((run.dag.dag_id, run.key)) is run:
-                del self._by_key[(run.dag.dag_id, run.key)]
-
-    def activate(self, run: ActiveRun) -> None:
-        """Serve a committed new run: start it, or queue it behind ``max_active_runs``."""
-        self._active[run.run_id] = run
-        self._admit(run)
-
-    @property
-    def sink(self) -> EventIngest:
-        """The event bus, as an ``EventSink``: custom sensors publish ``EventBatch`` objects here."""
-        return self._ingest
-
-    async def events(self, outcome: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Recorded events, newest first: one row per (event, DAG) with its outcome."""
-        rows = await self._store.events(outcome=outcome, limit=limit)
-        names = ("event_id", "dag_id", "source", "received_at", "outcome", "run_id", "error")
-        return [dict(zip(names, row[:7], strict=True)) for row in rows]
-
-    async def task_logs(
-        self, run_id: str, task_id: str, try_number: int | None = None
-    ) -> list[dict[str, Any]]:
-        """A task's captured log lines (one try, or all tries), oldest first."""
-        rows = await self._store.task_logs(run_id, task_id, try_number)
-        names = ("try_number", "line", "ts", "level", "message")
-        return [dict(zip(names, row, strict=True)) for row in rows]
-
-    def metrics_text(self) -> str:
-        """Prometheus text exposition of the engine's metrics (served at ``/metrics``)."""
-        return self.metrics.render(self)
-
-    @property
-    def pending_runs(self) -> int:
-        """Unfinished runs this engine serves (the measure backpressure acts on)."""
-        return len(self._active)
-
-    @property
-    def store_healthy(self) -> bool:
-        return self._store.writer.healthy
-
-    # -- event sources ----------------------------------------------------------------------------------
-
-    def _start_sources(self) -> None:
-        from sensors.sources import source_for, subscription_of
-
-        assert self._tg is not None
-        shared: dict[str, list[tuple[DAG, int, Any]]] = {}
-        for d in self._dags.values():
-            for index, trig in enumerate(d.triggers):
-                subscription = subscription_of(trig, dag_id=d.dag_id, index=index)
-                self._ingest.subscribe(subscription, Subscription(d, trig))
-                shared.setdefault(subscription, []).append((d, index, trig))
-        if not self.sensors_enabled:
-            return
-        for subscription, triggers in shared.items():
-            d, index, first = triggers[0]
-            source = source_for(
-                first,
-                dag_id=d.dag_id,
-                index=index,
-                clock=self.clock,
-                sharing=[t for _, _, t in triggers[1:]],
-            )
-            if source is not None:
-                self._sources[subscription] = source
-                self._tg.start_soon(self._supervise_source, source)
-
-    async def _supervise_source(self, source: EventSource) -> None:
-        """Run a sensor; if it fails, log why and start it again after a pause."""
-        delay = 0.5
-        while not self._stopping:
-            try:
-                await source.run(self._ingest)
-                return
-            except Exception:
-                log.exception("sensor %s failed; restarting in %.1fs", source.subscription, delay)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-    async def _announce_completion(self, run: ActiveRun) -> None:
-        """Deliver a finished run to the DAGs that trigger on it (``AfterDag``)."""
-        subscription = f"dag:{run.dag.dag_id}"
-        subs = self._ingest.subscriptions.get(subscription)
-        if not subs or not any(run.state.value in s.trigger.states for s in subs):
-            return
-        event = Event(
-            source="dag",
-            event_id=f"dag:{run.dag.dag_id}:{run.run_id}",
-            payload={
-                "dag_id": run.dag.dag_id,
-                "run_id": run.run_id,
-                "state": run.state.value,
-                "params": run.params,
-            },
-            logical_date=run.logical_date,
-        )
-        matching = [s for s in subs if run.state.value in s.trigger.states]
-        await self._ingest.ingest(EventBatch(subscription, [event]), matching)
+    async def _existing_run(self, dag_id: str, key: str) -> Run | None:
+        active = self._book.by_key(dag_id, key)
+        if active is not None:
+            return active.snapshot(self)
+        row = await self._store.find_run(dag_id, key)
+        if row is None:
+            active = self._book.by_key(dag_id, key)  # may have been created while we read
+            return active.snapshot(self) if active is not None else None
+        return run_from_row(row, {}, self)
 
     async def runs(
         self,
@@ -554,181 +486,155 @@ class Engine(TaskRunner, RunAdoption, RecoveryOps):
     async def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
         """Wait until the run is finished (``TimeoutError`` after ``timeout`` seconds)."""
         with anyio.fail_after(timeout):
-            run = self._active.get(run_id)
-            if run is not None:
-                await run.done.wait()
-                return await self.get_run(run_id)
             while True:
-                snapshot = await self.get_run(run_id)
-                if snapshot.finished:
-                    return snapshot
-                run = self._active.get(run_id)
+                run = self._book.get(run_id)
                 if run is not None:
                     await run.done.wait()
                     return await self.get_run(run_id)
-                await anyio.sleep(self.poll_interval)
+                snapshot = await self.get_run(run_id)
+                if snapshot.finished:
+                    return snapshot
+                await anyio.sleep(self.config.poll_interval)
+
+    async def events(self, outcome: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Recorded events, newest first: one row per (event, DAG) with its outcome."""
+        rows = await self._store.events(outcome=outcome, limit=limit)
+        names = ("event_id", "dag_id", "source", "received_at", "outcome", "run_id", "error")
+        return [dict(zip(names, row[:7], strict=True)) for row in rows]
+
+    async def task_logs(
+        self, run_id: str, task_id: str, try_number: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A task's captured log lines (one try, or all tries), oldest first."""
+        rows = await self._store.task_logs(run_id, task_id, try_number)
+        names = ("try_number", "line", "ts", "level", "message")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def add_observer(self, observer: Observer) -> None:
+        """Hear about every recorded task and run change (see ``engine.observe``)."""
+        self._recorder.add_observer(observer)
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the engine's metrics (served at ``/metrics``)."""
+        return self.metrics.render(self)
+
+    # -- operator actions (``Operations``) ----------------------------------------------------------
 
     async def cancel(
         self, run_id: str, reason: str = "cancelled by user", *, actor: str = "api"
     ) -> Run:
         """Cancel a run: waiting tasks become ``cancelled``; running ones are cancelled through their
         cancel scope (their cleanup code runs) and recorded with ``reason``."""
-        self._check_open()
-        run = self._active.get(run_id)
-        if run is None:
-            snapshot = await self.get_run(run_id)
-            if snapshot.finished:
-                return snapshot
-            raise PodiumError(f"run {run_id!r} is not served by this engine")
-        if not run.cancelling and not run.finishing:
-            self._record_operation(actor, "cancel", run=run, details={"reason": reason})
-            run.cancelling = True
-            run.note = reason
-            self._ready.remove(lambda payload: payload[0] is run)
-            now = self.clock.now()
-            for rec in run.tasks.values():
-                if rec.state.finished:
-                    continue
-                if rec.scope is not None:
-                    rec.cancel_reason = reason
-                    rec.scope.cancel()
-                else:
-                    rec.state = TaskState.CANCELLED
-                    rec.finished_at = now
-                    rec.error = reason
-                    self._write_task(run, rec)
-            waiting = self._waiting_runs.get(run.dag.dag_id)
-            if waiting is not None and run in waiting:
-                waiting.remove(run)
-            self._finish_cancelled(run)
-        await run.done.wait()
-        return await self.get_run(run_id)
+        return await self._ops.cancel(run_id, reason, actor=actor)
 
-    # -- helpers for the public API -----------------------------------------------------------------
+    async def cancel_task(
+        self, run_id: str, task_id: str, *, reason: str = "cancelled by user", actor: str = "api"
+    ) -> Run:
+        """Cancel one task of a run; downstream tasks follow their trigger rules."""
+        return await self._ops.cancel_task(run_id, task_id, reason=reason, actor=actor)
 
-    def _check_open(self) -> None:
-        if not self._started or self._tg is None:
-            raise PodiumError("the engine is not running; use `async with Engine(...)`")
-        if self._stopping:
-            raise EngineStoppedError("the engine is stopping")
+    async def resume(self, run_id: str, *, actor: str = "api") -> Run:
+        """Continue a run paused by a failure (``on_failure="pause"``)."""
+        return await self._ops.resume(run_id, actor=actor)
 
-    def _dag(self, dag_id: str) -> DAG:
-        try:
-            return self._dags[dag_id]
-        except KeyError:
-            known = ", ".join(sorted(self._dags)) or "none"
-            raise DAGNotFoundError(f"no DAG {dag_id!r} (known: {known})") from None
+    async def rerun(
+        self,
+        run_id: str,
+        tasks: Sequence[str] | None = None,
+        *,
+        failed_only: bool = False,
+        downstream: bool = False,
+        actor: str = "api",
+    ) -> Run:
+        """Run some task instances of a finished run again, in the same run (see ``Operations``)."""
+        return await self._ops.rerun(
+            run_id, tasks, failed_only=failed_only, downstream=downstream, actor=actor
+        )
 
-    async def _existing_run(self, dag_id: str, key: str) -> Run | None:
-        active = self._by_key.get((dag_id, key))
-        if active is not None:
-            return active.snapshot(self)
-        row = await self._store.find_run(dag_id, key)
-        if row is None:
-            active = self._by_key.get((dag_id, key))  # may have been created while we read
-            return active.snapshot(self) if active is not None else None
-        return run_from_row(row, {}, self)
+    async def backfill(
+        self,
+        dag_id: str,
+        start: str | date | datetime,
+        end: str | date | datetime,
+        *,
+        missing_only: bool = False,
+        max_active: int | None = None,
+        actor: str = "api",
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> BackfillResult:
+        """One run per schedule slot of the DAG's timer in [``start``, ``end``] (see ``Operations``)."""
+        return await self._ops.backfill(
+            dag_id, start, end, missing_only=missing_only, max_active=max_active, actor=actor,
+            on_progress=on_progress,
+        )  # fmt: skip
 
-    # -- runs: admission, progress and completion ----------------------------------------------------
+    async def pause_dag(self, dag_id: str, *, actor: str = "api") -> None:
+        """Stop starting runs and tasks of ``dag_id``; its events are still stored as queued runs."""
+        await self._ops.pause_dag(dag_id, actor=actor)
 
-    def _admit(self, run: ActiveRun) -> None:
-        """Queue the run behind its DAG's earlier runs and start as many as the limits allow."""
-        self._waiting_runs.setdefault(run.dag.dag_id, deque()).append(run)
-        self._admit_waiting(run.dag.dag_id)
+    async def unpause_dag(
+        self, dag_id: str, *, skip_queued: bool = False, actor: str = "api"
+    ) -> list[str]:
+        """Start the DAG's queued runs again, or cancel them with ``skip_queued``."""
+        return await self._ops.unpause_dag(dag_id, skip_queued=skip_queued, actor=actor)
 
-    def _admit_waiting(self, dag_id: str) -> None:
-        waiting = self._waiting_runs.get(dag_id)
-        if not waiting or dag_id in self._paused or self._stopping:
+    async def operations(
+        self, *, run_id: str | None = None, dag_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Recorded operator actions, newest first (who, when, what)."""
+        return await self._ops.history(run_id=run_id, dag_id=dag_id, limit=limit)
+
+    @property
+    def ops(self) -> Operations:
+        """The operator actions (also the targets of ``requests.OPERATIONS``)."""
+        return self._ops
+
+    # -- event sources and run completion -----------------------------------------------------------
+
+    def _start_sources(self, tg: anyio.abc.TaskGroup) -> None:
+        from sensors.sources import source_for, subscription_of
+
+        shared: dict[str, list[tuple[DAG, int, Any]]] = {}
+        for d in self._dags.values():
+            for index, trig in enumerate(d.triggers):
+                subscription = subscription_of(trig, dag_id=d.dag_id, index=index)
+                self._ingest.subscribe(subscription, Subscription(d, trig))
+                shared.setdefault(subscription, []).append((d, index, trig))
+        if not self.config.sensors:
             return
-        limit = self._dags[dag_id].max_active_runs
-        while waiting and (limit is None or self._running_runs.get(dag_id, 0) < limit):
-            run = waiting.popleft()
-            self._running_runs[dag_id] = self._running_runs.get(dag_id, 0) + 1
-            run.admitted = True
-            run.state = RunState.RUNNING
-            if run.started_at is None:
-                run.started_at = self.clock.now()
-            self._write_run(run)
-            self._start_run(run)
+        for subscription, triggers in shared.items():
+            d, index, first = triggers[0]
+            source = source_for(
+                first,
+                dag_id=d.dag_id,
+                index=index,
+                clock=self.clock,
+                sharing=[t for _, _, t in triggers[1:]],
+            )
+            if source is not None:
+                self._sources[subscription] = source
+                tg.start_soon(self._supervise_source, source)
 
-    def _start_run(self, run: ActiveRun) -> None:
-        ready, resolved = run.progress.start()
-        self._apply(run, ready, resolved)
-        self._maybe_finish(run)
+    async def _supervise_source(self, source: EventSource) -> None:
+        """Run a sensor; if it fails, log why and start it again after a pause."""
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await source.run(self._ingest)
+                return
+            except Exception:
+                log.exception("sensor %s failed; restarting in %.1fs", source.subscription, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
-    def _apply(
-        self, run: ActiveRun, ready: list[str], resolved: list[tuple[str, TaskState]]
-    ) -> None:
-        now = self.clock.now()
-        for tid, state in resolved:  # settled by trigger rules without running
-            rec = run.tasks[tid]
-            rec.state = state
-            rec.finished_at = now
-            self._write_task(run, rec)
-        if not ready:
-            return
-        dag_id = run.dag.dag_id
-        for tid in ready:
-            rec = run.tasks[tid]
-            rec.state = TaskState.QUEUED
-            rec.queued_at = now
-            self._write_task(run, rec)
-            priority = rec.node.options.priority
-            if run.trigger == "backfill":
-                priority += BACKFILL_PRIORITY
-            self._ready.push((run, rec), priority=priority, limits=rec.limit_keys(dag_id))
-        self._wake_dispatcher()
-
-    def _maybe_finish(self, run: ActiveRun, force: RunState | None = None) -> None:
-        if run.finishing:
-            return
-        outcome = force or run.progress.outcome()
-        if outcome is None:
-            return
-        run.finishing = True
-        run.state = outcome
-        run.finished_at = self.clock.now()
-        if outcome is RunState.FAILED and run.note is None:
-            failed = [t for t, r in run.tasks.items() if r.state is TaskState.FAILED]
-            run.note = f"failed task(s): {', '.join(failed)}" if failed else None
-        self._write_run(run)
-        assert self._tg is not None
-        self._tg.start_soon(self._complete_run, run)
-
-    async def _complete_run(self, run: ActiveRun) -> None:
-        await self._store.writer.flush()
-        self._active.pop(run.run_id, None)
-        self._by_key.pop((run.dag.dag_id, run.key), None)
-        dag_id = run.dag.dag_id
-        if run.admitted:
-            self._running_runs[dag_id] -= 1
-            self._admit_waiting(dag_id)
-        run.done.set()
+    async def _after_run(self, run: ActiveRun) -> None:
+        """A run finished: lift backpressure, trigger the DAGs that follow it, run its callbacks."""
         self._ingest.work_finished()
-        log.info("run %s of %s finished: %s", run.run_id, dag_id, run.state.value)
         if not self._stopping:
-            await self._announce_completion(run)
+            await self._ingest.deliver_completion(run)
         callback = run.dag.on_success if run.state is RunState.SUCCESS else run.dag.on_failure
         if callable(callback) and run.state is not RunState.CANCELLED:
-            await call_callback(callback, await self.get_run(run.run_id), f"DAG {dag_id!r}")
-
-    def _fail_run_now(self, run: ActiveRun, note: str) -> None:
-        run.note = note
-        self._maybe_finish(run, force=RunState.FAILED)
-
-
-def _parse_http(http: str | None) -> tuple[str, int] | None:
-    """``"127.0.0.1:8080"`` or ``":8080"`` (loopback) → (host, port)."""
-    if http is None:
-        return None
-    host, _, port = http.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise PodiumError(f"http must look like HOST:PORT, got {http!r}") from None
-    if not 0 <= number <= 65535:
-        raise PodiumError(f"http port must be within 0..65535, got {number}")
-    return (host or "127.0.0.1", number)
+            await call_callback(callback, await self.get_run(run.run_id), f"DAG {run.dag.dag_id!r}")
 
 
 def check_pools(d: DAG, pools: Mapping[str, int]) -> None:
@@ -743,19 +649,4 @@ def check_pools(d: DAG, pools: Mapping[str, int]) -> None:
             )
 
 
-def _dag_upsert(d: DAG, now: float) -> tuple[str, tuple[Any, ...]]:
-    from .store import queries
-
-    return queries.UPSERT_DAG, (
-        d.dag_id,
-        serialization.dumps_for_display(d.describe()),
-        d.source_file,
-        now,
-    )
-
-
-def _new_run_id(now: float) -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(5)
-
-
-__all__ = ["Engine"]
+__all__ = ["Engine", "check_pools"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -21,23 +21,60 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from sensors.base import Event, EventBatch
 
 from . import serialization
+from .clock import Clock
 from .errors import ParamError
 from .router import Decision, Outcome, Subscription, route, summarize
 
 if TYPE_CHECKING:
-    from .engine import Engine
     from .run_state import ActiveRun
+    from .store import Store
 
 log = logging.getLogger("podium.ingest")
+
+
+class RunIntake(Protocol):
+    """What the ingest needs of the runs (the ``RunBook``): create, reserve and serve runs."""
+
+    def __len__(self) -> int:
+        """Unfinished runs served (what backpressure measures)."""
+        ...
+
+    def by_key(self, dag_id: str, key: str) -> ActiveRun | None: ...
+
+    def create(
+        self,
+        dag_id: str,
+        params: dict[str, Any],
+        *,
+        key: str | None,
+        logical_date: float | None,
+        event: Any,
+        trigger: str,
+    ) -> ActiveRun: ...
+
+    def forget(self, runs: Sequence[ActiveRun]) -> None: ...
+
+    def activate(self, run: ActiveRun) -> None: ...
 
 
 class EventIngest:
     """The engine's ``EventSink``: the bus, the router loop, and the backpressure gate."""
 
-    def __init__(self, engine: Engine, *, bus_size: int, high_water: int, low_water: int) -> None:
+    def __init__(
+        self,
+        *,
+        intake: RunIntake,
+        store: Store,
+        clock: Clock,
+        bus_size: int,
+        high_water: int,
+        low_water: int,
+    ) -> None:
         if not 0 <= low_water < high_water:
             raise ValueError("need 0 <= low_water < high_water")
-        self._engine = engine
+        self._intake = intake
+        self._store = store
+        self._clock = clock
         self.high_water = high_water
         self.low_water = low_water
         self.bus_size = bus_size
@@ -70,14 +107,14 @@ class EventIngest:
         if self._saturated:
             self.work_finished()  # the store may have recovered with nothing left to finish
         if not self._saturated and (
-            self._engine.pending_runs >= self.high_water or not self._engine.store_healthy
+            len(self._intake) >= self.high_water or not self._store_healthy
         ):
             self._saturated = True
             log.info(
                 "backpressure on: %d unfinished runs (high-water mark %d)%s",
-                self._engine.pending_runs,
+                len(self._intake),
                 self.high_water,
-                "" if self._engine.store_healthy else ", state store failing",
+                "" if self._store_healthy else ", state store failing",
             )
         return not self._saturated
 
@@ -89,17 +126,17 @@ class EventIngest:
                 await self._resumed.wait()
 
     async def load_cursor(self, cursor_id: str) -> Any:
-        return await self._engine.store.load_cursor(cursor_id)
+        return await self._store.load_cursor(cursor_id)
+
+    @property
+    def _store_healthy(self) -> bool:
+        return self._store.writer.healthy
 
     def work_finished(self) -> None:
         """Called by the engine when a run finishes: lift backpressure below the low-water mark."""
-        if (
-            self._saturated
-            and self._engine.pending_runs <= self.low_water
-            and self._engine.store_healthy
-        ):
+        if self._saturated and len(self._intake) <= self.low_water and self._store_healthy:
             self._saturated = False
-            log.info("backpressure off: %d unfinished runs", self._engine.pending_runs)
+            log.info("backpressure off: %d unfinished runs", len(self._intake))
             self._resumed.set()
             self._resumed = anyio.Event()
 
@@ -126,17 +163,17 @@ class EventIngest:
     ) -> None:
         """Route, record and commit one batch; ``subscriptions`` narrows the DAGs it may start
         (default: every subscriber of the batch's source)."""
-        engine = self._engine
-        writer = engine.store.writer
+        intake = self._intake
+        writer = self._store.writer
         subs = (
             self.subscriptions.get(batch.subscription, [])
             if subscriptions is None
             else subscriptions
         )
-        now = engine.clock.now()
+        now = self._clock.now()
         decided = [route(event, subs) for event in batch.events]
         keys = [e.event_id for e, ds in zip(batch.events, decided, strict=True) if _any_ran(ds)]
-        existing = await engine.store.existing_keys(keys) if keys else {}
+        existing = await self._store.existing_keys(keys) if keys else {}
         created: list[ActiveRun] = []
         outcomes: list[str] = []
         for event, decisions in zip(batch.events, decided, strict=True):
@@ -144,14 +181,15 @@ class EventIngest:
             for d in decisions:
                 run_id: str | None = None
                 if d.outcome is Outcome.RAN:
-                    run_id = existing.get((d.dag_id, event.event_id)) or engine.run_id_for_key(
-                        d.dag_id, event.event_id
-                    )
+                    run_id = existing.get((d.dag_id, event.event_id))
+                    reserved = intake.by_key(d.dag_id, event.event_id)
+                    if run_id is None and reserved is not None:
+                        run_id = reserved.run_id
                     if run_id is not None:
                         d = Decision(d.dag_id, Outcome.DEDUPLICATED)
                     else:
                         try:
-                            run = engine.new_run(
+                            run = intake.create(
                                 d.dag_id,
                                 d.params or {},
                                 key=event.event_id,
@@ -194,12 +232,34 @@ class EventIngest:
         try:
             await writer.flush()
         except BaseException:
-            engine.forget_runs(created)
+            intake.forget(created)
             raise
         for run in created:
-            engine.activate(run)
+            intake.activate(run)
         batch.outcomes = outcomes
         batch.mark_stored()
+
+    async def deliver_completion(self, run: ActiveRun) -> None:
+        """Hand a finished run to the DAGs that trigger on it (``AfterDag``) and want its state."""
+        subscription = f"dag:{run.dag.dag_id}"
+        state = run.state.value
+        matching = [
+            s for s in self.subscriptions.get(subscription, ()) if state in s.trigger.states
+        ]
+        if not matching:
+            return
+        event = Event(
+            source="dag",
+            event_id=f"dag:{run.dag.dag_id}:{run.run_id}",
+            payload={
+                "dag_id": run.dag.dag_id,
+                "run_id": run.run_id,
+                "state": state,
+                "params": run.params,
+            },
+            logical_date=run.logical_date,
+        )
+        await self.ingest(EventBatch(subscription, [event]), matching)
 
 
 def _any_ran(decisions: Sequence[Decision]) -> bool:

@@ -33,7 +33,7 @@ from .states import TaskState
 
 if TYPE_CHECKING:
     from .alerts import Alerting
-    from .engine import Engine
+    from .observe import EngineView
     from .run_state import ActiveRun, TaskRecord
 
 log = logging.getLogger("podium.metrics")
@@ -333,7 +333,7 @@ class Metrics:
 
     # -- the scrape ----------------------------------------------------------------------------------
 
-    def render(self, engine: Engine) -> str:
+    def render(self, engine: EngineView) -> str:
         """The engine's metrics in the Prometheus text format."""
         out = Exposition()
         out.counter(
@@ -360,7 +360,7 @@ class Metrics:
         out.gauge(
             "podium_runs_active", "Unfinished runs the engine serves.", [({}, engine.pending_runs)]
         )
-        ready = engine._ready
+        ready = engine.ready
         sink = engine.sink
         depths: list[Sample] = [
             ({"queue": "ready"}, len(ready)),
@@ -439,10 +439,10 @@ class Metrics:
             )
         return out.text()
 
-    def _render_source_lag(self, out: Exposition, engine: Engine) -> None:
+    def _render_source_lag(self, out: Exposition, engine: EngineView) -> None:
         messages: list[Sample] = []
         seconds: list[Sample] = []
-        for subscription, source in sorted(engine._sources.items()):
+        for subscription, source in sorted(engine.sources.items()):
             if not isinstance(source, ReportsLag):
                 continue
             try:
@@ -469,7 +469,7 @@ class Metrics:
 
 
 def metrics_handler(
-    engine: Engine, metrics: Metrics
+    engine: EngineView, metrics: Metrics
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An aiohttp handler serving ``metrics.render(engine)``: ``app.router.add_get("/metrics", ...)``."""
 

@@ -1,4 +1,11 @@
-"""In-memory state of the runs an engine is serving (the mutable mirror of their stored rows)."""
+"""The runs an engine is serving, in memory: ``ActiveRun`` and its ``TaskRecord`` objects.
+
+``ActiveRun`` is the one source of truth for its tasks' states. They live in one dict that the run's
+scheduler (``RunProgress``) works on directly; a ``TaskRecord`` reads its state from there. Every change
+of a task's state is a method of ``ActiveRun`` below, which keeps the record fields (times, tries,
+errors) and the scheduler's counters in step. Nothing here writes to the store: the caller records
+what a transition changed (``Recorder``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from . import serialization
 from .dag import DAG, TaskNode
 from .limits import LimitKey
 from .models import Run, TaskInstance, epoch_to_datetime
@@ -14,12 +22,18 @@ from .states import RunState, TaskState
 
 if TYPE_CHECKING:
     from .models import RunSource
+    from .store.records import TaskRow
+
+Settled = tuple[list[str], list[tuple[str, TaskState]]]
+"""What a transition let move: tasks now ready to queue, and tasks settled without running."""
 
 
 class TaskRecord:
-    """One task instance of an active run."""
+    """One task instance of an active run: its try bookkeeping, and its state (read from the run)."""
 
     __slots__ = (
+        "_states",
+        "awaiting_resume",
         "cancel_reason",
         "checkpoint",
         "error",
@@ -31,17 +45,16 @@ class TaskRecord:
         "scope",
         "settled",
         "started_at",
-        "state",
         "task_id",
         "traceback",
         "try_number",
         "try_offset",
     )
 
-    def __init__(self, node: TaskNode) -> None:
+    def __init__(self, node: TaskNode, states: dict[str, TaskState]) -> None:
         self.node = node
         self.task_id = node.task_id
-        self.state = TaskState.PENDING
+        self._states = states
         self.try_number = 0
         self.queued_at: float | None = None
         self.started_at: float | None = None
@@ -55,12 +68,34 @@ class TaskRecord:
         self.cancel_reason: str | None = None
         self.try_offset = 0  # tries before the last rerun/resume; retries count from here
         self.settled: anyio.Event | None = None  # set when the running try has been recorded
+        # The failure that paused its run (``on_failure="pause"``): recorded ``failed``, but not
+        # final for the scheduler (``paused``), so its downstream tasks wait for an operator.
+        self.awaiting_resume = False
 
-    def load(self, row: Any) -> None:
-        (_, _, state, self.try_number, self.queued_at, self.started_at, self.finished_at,
-         self.next_try_at, self.result, self.error, self.traceback, self.checkpoint,
-         self.try_offset) = row  # fmt: skip
-        self.state = TaskState(state)
+    @property
+    def state(self) -> TaskState:
+        """The task's recorded state."""
+        state = self._states[self.task_id]
+        return TaskState.FAILED if self.awaiting_resume else state
+
+    @property
+    def attempt(self) -> int:
+        """Tries since the last rerun or resume (what the retry policy counts)."""
+        return self.try_number - self.try_offset
+
+    def load(self, row: TaskRow) -> TaskState:
+        """Take the stored fields of ``row``; returns its stored state (the caller places it)."""
+        self.try_number = row.try_number
+        self.queued_at = row.queued_at
+        self.started_at = row.started_at
+        self.finished_at = row.finished_at
+        self.next_try_at = row.next_try_at
+        self.result = row.result
+        self.error = row.error
+        self.traceback = row.traceback
+        self.checkpoint = row.checkpoint
+        self.try_offset = row.try_offset
+        return TaskState(row.state)
 
     def limit_keys(self, dag_id: str) -> tuple[LimitKey, ...]:
         options = self.node.options
@@ -70,8 +105,6 @@ class TaskRecord:
         return tuple(keys)
 
     def snapshot(self) -> TaskInstance:
-        from . import serialization
-
         return TaskInstance(
             task_id=self.task_id,
             state=self.state,
@@ -88,7 +121,7 @@ class TaskRecord:
 
 
 class ActiveRun:
-    """A run this engine is serving: its DAG, params, task records and dependency progress."""
+    """A run this engine is serving: its DAG, params, task records, and their states."""
 
     def __init__(
         self,
@@ -118,14 +151,179 @@ class ActiveRun:
         self.state = state
         self.seq = seq
         self.note: str | None = None
-        self.tasks: dict[str, TaskRecord] = {}
-        self.progress: RunProgress = RunProgress(graph_spec_of(dag))
+        spec = graph_spec_of(dag)
+        self._states: dict[str, TaskState] = dict.fromkeys(spec.order, TaskState.PENDING)
+        self.tasks: dict[str, TaskRecord] = {
+            tid: TaskRecord(node, self._states) for tid, node in dag.tasks.items()
+        }
+        self.progress = RunProgress(spec, self._states)
         self.results: dict[str, bytes | None] = {}
         self.in_flight = 0
         self.admitted = False
         self.cancelling = False
         self.finishing = False
         self.done = anyio.Event()
+
+    # -- loading after a restart --------------------------------------------------------------------
+
+    def load_tasks(
+        self, rows: dict[str, TaskRow], *, pauses: set[str], now: float, crash_error: str
+    ) -> list[TaskRecord]:
+        """Take the stored task rows (before any transition). ``pauses``: the failed tasks whose
+        failure paused this run (they wait for ``resume``). A try that was queued runs again; a try
+        that was running when the engine died counts, and is retried now if it has tries left, else
+        fails with ``crash_error``. Returns the records of those crashed tries."""
+        crashed = []
+        for tid, rec in self.tasks.items():
+            row = rows.get(tid)
+            if row is None:
+                continue
+            state = rec.load(row)
+            if state is TaskState.QUEUED:
+                state = TaskState.PENDING
+            elif state is TaskState.RUNNING:
+                crashed.append(rec)
+                rec.error = crash_error
+                if rec.node.options.retry.should_retry(rec.attempt, None):
+                    state = TaskState.UP_FOR_RETRY
+                    rec.next_try_at = now
+                else:
+                    state = TaskState.FAILED
+                    rec.finished_at = now
+            elif state is TaskState.SUCCESS:
+                self.results[tid] = rec.result  # downstream tasks read it; it never runs again
+            elif state is TaskState.FAILED and tid in pauses:
+                state = TaskState.PAUSED
+                rec.awaiting_resume = True
+            self._states[tid] = state
+        self.progress = RunProgress(self.progress.spec, self._states)
+        return crashed
+
+    # -- transitions --------------------------------------------------------------------------------
+
+    def start(self) -> Settled:
+        """Evaluate every pending task (a new run, or one reloaded or resumed)."""
+        return self.progress.start()
+
+    def queue(self, tid: str, now: float) -> TaskRecord:
+        """A ready task joins the ready queue (from ``start``/``finish``, or a retry that is due)."""
+        self._states[tid] = TaskState.QUEUED
+        rec = self.tasks[tid]
+        rec.queued_at = now
+        return rec
+
+    def mark_settled(self, tid: str, now: float) -> TaskRecord:
+        """A task the trigger rules settled without running (skipped, upstream_failed)."""
+        rec = self.tasks[tid]
+        rec.finished_at = now
+        return rec
+
+    def begin_try(self, rec: TaskRecord, now: float) -> None:
+        """A queued task starts a try: the try number counts from here."""
+        self._states[rec.task_id] = TaskState.RUNNING
+        rec.try_number += 1
+        rec.started_at = now
+        rec.finished_at = None
+        rec.next_try_at = None
+        rec.scope = anyio.CancelScope()
+
+    def requeue(self, rec: TaskRecord) -> None:
+        """A try stopped by a graceful shutdown: it runs again on the next start."""
+        self._states[rec.task_id] = TaskState.QUEUED
+        rec.cancel_reason = None
+
+    def retry_later(
+        self, rec: TaskRecord, due: float, now: float, error: str | None, traceback: str | None
+    ) -> None:
+        """A failed try with tries left: wait until ``due``."""
+        self._states[rec.task_id] = TaskState.UP_FOR_RETRY
+        rec.error, rec.traceback = error, traceback
+        rec.next_try_at = due
+        rec.finished_at = now
+
+    def retry_due(self, rec: TaskRecord, now: float) -> bool:
+        """A retry's time has come: queue it (False if the task or run moved on meanwhile)."""
+        if self._states[rec.task_id] is not TaskState.UP_FOR_RETRY or self.cancelling:
+            return False
+        self._states[rec.task_id] = TaskState.PENDING
+        if self.state is not RunState.RUNNING:
+            return False  # a paused run queues it when it resumes
+        self.queue(rec.task_id, now)
+        return True
+
+    def finish(
+        self,
+        rec: TaskRecord,
+        state: TaskState,
+        now: float,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> Settled:
+        """Move a task to a final state; returns what its downstream tasks may do now."""
+        rec.finished_at = now
+        if state is not TaskState.SUCCESS:
+            rec.error, rec.traceback = error, traceback
+        rec.awaiting_resume = False
+        if self.cancelling:
+            self._states[rec.task_id] = state
+            return [], []
+        return self.progress.finish(rec.task_id, state)
+
+    def pause_on_failure(
+        self, rec: TaskRecord, now: float, error: str | None, traceback: str | None
+    ) -> list[TaskRecord]:
+        """A failure with ``on_failure="pause"``: the run pauses; the task and everything waiting
+        downstream of it hold until ``resume``. Returns the records whose state changed."""
+        tid = rec.task_id
+        rec.finished_at = now
+        rec.error, rec.traceback = error, traceback
+        rec.awaiting_resume = True
+        self._states[tid] = TaskState.PAUSED
+        changed = [rec]
+        stack = list(self.progress.spec.downstream[tid])
+        while stack:
+            child = stack.pop()
+            if self._states[child] is TaskState.PENDING:
+                self._states[child] = TaskState.PAUSED
+                changed.append(self.tasks[child])
+                stack.extend(self.progress.spec.downstream[child])
+        self.state = RunState.PAUSED
+        self.note = f"paused: task {tid} failed; resume with `podium resume {self.run_id}`"
+        return changed
+
+    def resume(self) -> list[TaskRecord]:
+        """Failed-and-paused tasks become pending with a fresh retry budget; held ones pending.
+        Returns the records whose state changed; call ``start()`` next."""
+        changed = []
+        for tid, rec in self.tasks.items():
+            if self._states[tid] is not TaskState.PAUSED:
+                continue
+            self._states[tid] = TaskState.PENDING
+            if rec.awaiting_resume:
+                rec.awaiting_resume = False
+                rec.try_offset = rec.try_number
+                rec.error = rec.traceback = None
+                rec.finished_at = None
+            changed.append(rec)
+        self.state = RunState.RUNNING
+        self.note = None
+        return changed
+
+    def cancel_waiting(self, rec: TaskRecord, reason: str, now: float) -> None:
+        """A task that is not running is cancelled while its run is being cancelled."""
+        self._states[rec.task_id] = TaskState.CANCELLED
+        rec.awaiting_resume = False
+        rec.finished_at = now
+        rec.error = reason
+
+    # -- views --------------------------------------------------------------------------------------
+
+    def state_of(self, tid: str) -> TaskState:
+        return self.tasks[tid].state
+
+    def failed_tasks(self) -> list[str]:
+        return [tid for tid, rec in self.tasks.items() if rec.state is TaskState.FAILED]
 
     def snapshot(self, source: RunSource, *, with_tasks: bool = False) -> Run:
         """The run as a ``Run``; task instances only on request (they cost O(tasks))."""
@@ -146,6 +344,12 @@ class ActiveRun:
             tasks={tid: rec.snapshot() for tid, rec in self.tasks.items()} if with_tasks else {},
             _source=source,
         )
+
+
+def pauses_on_failure(dag: DAG, task_id: str) -> bool:
+    """Whether a failure of ``task_id`` pauses its run (``on_failure="pause"``) instead of failing."""
+    node = dag.tasks.get(task_id)
+    return dag.on_failure == "pause" or (node is not None and node.options.on_failure == "pause")
 
 
 _SPECS: dict[int, tuple[DAG, GraphSpec]] = {}

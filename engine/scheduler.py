@@ -83,11 +83,14 @@ class RunProgress:
 
     __slots__ = ("_counts", "_finished", "_n_cancelled", "_n_failed", "spec", "states")
 
-    def __init__(self, spec: GraphSpec, states: Mapping[str, TaskState] | None = None) -> None:
+    def __init__(self, spec: GraphSpec, states: dict[str, TaskState] | None = None) -> None:
         self.spec = spec
-        self.states: dict[str, TaskState] = {tid: TaskState.PENDING for tid in spec.order}
-        if states:
-            self.states.update(states)
+        # ``states`` is used as is, not copied: its owner (``ActiveRun``) and the scheduler share it.
+        self.states: dict[str, TaskState] = (
+            states if states is not None else dict.fromkeys(spec.order, TaskState.PENDING)
+        )
+        for tid in spec.order:
+            self.states.setdefault(tid, TaskState.PENDING)
         # per task: [done, success, failed, skipped] over its upstream tasks
         self._counts: dict[str, list[int]] = {tid: [0, 0, 0, 0] for tid in spec.order}
         self._finished = 0

@@ -20,6 +20,7 @@ from ..models import Run, RunSource, TaskInstance, TaskTry, epoch_to_datetime
 from ..states import RunState, TaskState
 from . import queries as q
 from .lock import OwnerLock
+from .records import RunRow, TaskRow
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .writer import StoreWriter
 
@@ -196,9 +197,10 @@ class Store:
             raise RunNotFoundError(f"no run {run_id!r} in {self.path}")
         return run_from_row(run_rows[0], _tasks_from_rows(task_rows, try_rows), source)
 
-    async def find_run(self, dag_id: str, run_key: str) -> Any:
-        """The raw row of the run with this key, or None."""
-        return await self._fetchone(q.SELECT_RUN_BY_KEY, (dag_id, run_key))
+    async def find_run(self, dag_id: str, run_key: str) -> RunRow | None:
+        """The row of the run with this key, or None."""
+        row = await self._fetchone(q.SELECT_RUN_BY_KEY, (dag_id, run_key))
+        return None if row is None else RunRow(*row)
 
     async def task_instances(self, run_id: str) -> dict[str, TaskInstance]:
         task_rows, try_rows = await self._read_snapshot(
@@ -234,18 +236,18 @@ class Store:
         rows = await self._fetchall(sql, params)
         return [run_from_row(r, {}, source) for r in rows]
 
-    async def unfinished_run_rows(self) -> list[Any]:
-        return await self._fetchall(q.SELECT_UNFINISHED_RUNS)
+    async def unfinished_run_rows(self) -> list[RunRow]:
+        return [RunRow(*r) for r in await self._fetchall(q.SELECT_UNFINISHED_RUNS)]
 
-    async def queued_run_rows_after(self, seq: int) -> list[Any]:
-        return await self._fetchall(q.SELECT_QUEUED_RUNS_AFTER, (seq,))
+    async def queued_run_rows_after(self, seq: int) -> list[RunRow]:
+        return [RunRow(*r) for r in await self._fetchall(q.SELECT_QUEUED_RUNS_AFTER, (seq,))]
 
     async def max_seq(self) -> int:
         row = await self._fetchone(q.SELECT_MAX_SEQ)
         return int(row[0])
 
-    async def task_rows(self, run_id: str) -> list[Any]:
-        return await self._fetchall(q.SELECT_TASKS, (run_id,))
+    async def task_rows(self, run_id: str) -> list[TaskRow]:
+        return [TaskRow(*r) for r in await self._fetchall(q.SELECT_TASKS, (run_id,))]
 
     async def existing_keys(self, keys: Sequence[str]) -> dict[tuple[str, str], str]:
         """Runs that already exist for any of these run keys: (dag_id, run_key) -> run_id."""
