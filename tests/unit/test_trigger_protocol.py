@@ -171,3 +171,17 @@ def test_the_router_asks_any_trigger_through_the_protocol() -> None:
         Outcome.DEAD,
         "trigger matches() raised ValueError: a ring without a door",
     )
+
+
+def test_the_web_ui_describes_any_trigger_through_the_protocol() -> None:
+    from engine.web.triggers import dag_zone, describe_trigger
+
+    bell = describe_trigger(Doorbell("front"), now=0.0)
+    assert (bell["kind"], bell["words"], bell["text"], bell["next_at"]) == (
+        "doorbell",
+        "the front doorbell",
+        "the front doorbell",
+        None,
+    )
+    assert describe_trigger(EVERY, now=0.0)["next_at"] == 30.0
+    assert str(dag_zone([Doorbell("front"), EVERY, CRON])) == "Europe/Berlin"
