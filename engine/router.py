@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sensors.base import Event
+from sensors.base import Event, Trigger
 
 from .dag import DAG
 from .errors import ParamError
@@ -34,7 +34,7 @@ class Subscription:
     """One trigger of one DAG, listening to a source."""
 
     dag: DAG
-    trigger: Any
+    trigger: Trigger
 
 
 @dataclass(frozen=True, slots=True)
