@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
-if (
-    TYPE_CHECKING
-):  # engine.clock imports nothing of ours, but ``import sensors`` must not load engine
+# Only for annotations: importing engine.clock here would run engine/__init__, which imports this.
+if TYPE_CHECKING:
     from engine.clock import Clock
 
 EventFilter = Callable[[Mapping[str, Any]], bool]
