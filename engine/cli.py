@@ -27,7 +27,7 @@ from rich.table import Table
 from . import serialization
 from .dag import DAG
 from .engine import Engine, check_pools
-from .errors import ParamError, PodiumError, RunNotFoundError
+from .errors import ParamError, PodiumError, RunNotFoundError, TriggerError
 from .loader import load_dags
 from .models import Run
 from .states import RunState
@@ -514,16 +514,21 @@ async def _backfill_total(store: Store, op_args: dict[str, Any]) -> int:
 
 async def _backfill_keys(store: Store, op_args: dict[str, Any]) -> list[str]:
     from sensors.timer_source import timer_event_id
+    from sensors.timers import schedule_from_spec
 
     from .backfill import backfill_slots
 
     row = await store.dag_row(op_args["dag_id"])
     if row is None:
         return []
+    # the DAG's stored description holds its timers' ``Schedule.spec()``; the first is backfilled
     timers = serialization.loads(row[1]).get("timers") or []
     if not timers:
         return []
-    schedule = _schedule_from_spec(timers[0])
+    try:
+        schedule = schedule_from_spec(timers[0])
+    except TriggerError:  # a schedule of the DAG's own making: no total to show
+        return []
     slots = backfill_slots(schedule, op_args["start"], op_args["end"])
     return [timer_event_id(op_args["dag_id"], slot) for slot in slots]
 
@@ -536,14 +541,6 @@ async def _backfill_done(store: Store, op_args: dict[str, Any]) -> int:
         if row is not None and row[4] in ("success", "failed", "cancelled"):
             done += 1
     return done
-
-
-def _schedule_from_spec(spec: dict[str, Any]) -> Any:
-    from sensors.timers import Cron, Every
-
-    if spec["kind"] == "cron":
-        return Cron(spec["expr"], tz=spec["tz"])
-    return Every(seconds=spec["seconds"], start=spec.get("start"))
 
 
 # -- podium runs / show / dags ------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-from .errors import DAGError, ParamError
+from sensors.base import Schedule, Trigger, not_a_trigger
+
+from .errors import DAGError, ParamError, TriggerError
 from .retry import RetryPolicy
 from .states import TriggerRule
 
@@ -344,7 +346,7 @@ class DAG:
             )
         self.dag_id = dag_id
         self.params = dict(params)
-        self.triggers = list(triggers)
+        self.triggers: list[Trigger] = _check_triggers(dag_id, triggers)
         self.max_active_runs = max_active_runs
         self.max_active_tasks = max_active_tasks
         self.on_success = on_success
@@ -362,6 +364,11 @@ class DAG:
 
     def __repr__(self) -> str:
         return f"<DAG {self.dag_id} ({len(self.tasks)} tasks)>"
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The schedule of the DAG's first timer trigger (what a backfill enumerates), or None."""
+        return next((t.schedule for t in self.triggers if t.schedule is not None), None)
 
     def validate_params(
         self, given: Mapping[str, Any] | None, *, strict: bool = True
@@ -416,18 +423,26 @@ class DAG:
                 for tid, node in self.tasks.items()
             ],
             "triggers": [repr(t) for t in self.triggers],
-            "timers": [_timer_spec(t) for t in self.triggers if _timer_spec(t) is not None],
+            "timers": _timer_specs(self.triggers),
         }
 
 
-def _timer_spec(trigger: Any) -> dict[str, Any] | None:
-    """A timer trigger as data, so tools without the DAG's code (the CLI) can compute its slots."""
-    kind = type(trigger).__name__
-    if kind == "Cron":
-        return {"kind": "cron", "expr": trigger.expr, "tz": trigger.tz}
-    if kind == "Every":
-        return {"kind": "every", "seconds": trigger.seconds, "start": trigger.start}
-    return None
+def _check_triggers(dag_id: str, triggers: Iterable[Any]) -> list[Trigger]:
+    """``triggers`` as a list, each one checked to implement ``sensors.base.Trigger``."""
+    checked: list[Trigger] = []
+    for index, trigger in enumerate(triggers):
+        if not isinstance(trigger, Trigger):
+            raise TriggerError(f"DAG {dag_id!r}, trigger {index}: {not_a_trigger(trigger)}")
+        checked.append(trigger)
+    return checked
+
+
+def _timer_specs(triggers: Iterable[Trigger]) -> list[dict[str, Any]]:
+    """The timer triggers' schedules as data, so tools without the DAG's code (the CLI) can compute
+    their slots (``sensors.timers.schedule_from_spec``)."""
+    schedules = (t.schedule for t in triggers)
+    specs = (s.spec() for s in schedules if s is not None)
+    return [spec for spec in specs if spec is not None]
 
 
 _COERCIBLE = {int, float, bool, str}

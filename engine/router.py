@@ -1,7 +1,9 @@
 """Trigger matching: which DAGs an event starts, with which params, and why not.
 
 Pure logic: an event and the subscriptions of its source in, one decision per subscription out.
-User code (a trigger's ``filter=`` predicate or ``params=`` mapper) runs here; whatever it raises
+Each trigger is asked through the ``sensors.base.Trigger`` protocol: ``matches`` (its own narrowing,
+e.g. an S3 key prefix), then its ``filter`` predicate, then its ``params`` mapper. User code (a
+trigger's ``filter=`` or ``params=``, or a trigger class of one's own) runs here; whatever it raises
 makes the event ``dead`` for that DAG with the error, it never escapes.
 """
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sensors.base import Event
+from sensors.base import Event, Trigger
 
 from .dag import DAG
 from .errors import ParamError
@@ -32,7 +34,7 @@ class Subscription:
     """One trigger of one DAG, listening to a source."""
 
     dag: DAG
-    trigger: Any
+    trigger: Trigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +55,14 @@ def _decide(event: Event, sub: Subscription) -> Decision:
     if event.error is not None:
         return Decision(dag_id, Outcome.DEAD, error=event.error)
     payload = event.payload if isinstance(event.payload, Mapping) else {"value": event.payload}
-    wants = getattr(sub.trigger, "matches", None)  # triggers sharing a source (one SQS queue)
-    if callable(wants) and not wants(payload):
+    trigger = sub.trigger
+    try:
+        wanted = trigger.matches(payload)  # e.g. one S3 prefix among those sharing a queue
+    except Exception as exc:
+        return Decision(dag_id, Outcome.DEAD, error=f"trigger matches() raised {_describe(exc)}")
+    if not wanted:
         return Decision(dag_id, Outcome.FILTERED)
-    predicate = getattr(sub.trigger, "filter", None)
+    predicate = trigger.filter
     if predicate is not None:
         try:
             keep = predicate(payload)
@@ -65,8 +71,8 @@ def _decide(event: Event, sub: Subscription) -> Decision:
         if not keep:
             return Decision(dag_id, Outcome.FILTERED)
     params: Mapping[str, Any] = event.params or {}
-    mapper = getattr(sub.trigger, "params", None)
-    if callable(mapper):
+    mapper = trigger.params
+    if mapper is not None:
         try:
             params = mapper(payload)
         except Exception as exc:

@@ -1,10 +1,11 @@
 """Podium's event sources: declare them in ``@dag(triggers=[...])``.
 
 A sensor only produces events and acknowledges them once their runs are stored; it knows nothing
-about DAGs.
+about DAGs. Every trigger implements ``Trigger`` (a timer's slots are its ``Schedule``); a class of
+your own that implements it works in ``triggers=[...]`` too.
 """
 
-from .base import Event, EventBatch, EventSink, EventSource
+from .base import Event, EventBatch, EventSink, EventSource, Schedule, Trigger
 from .dag_completion import AfterDag
 from .kafka import KafkaTopic
 from .s3 import S3Events
@@ -20,4 +21,6 @@ __all__ = [
     "Every",
     "KafkaTopic",
     "S3Events",
+    "Schedule",
+    "Trigger",
 ]

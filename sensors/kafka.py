@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import anyio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -44,9 +44,19 @@ from ._kafka_helpers import (
     kafka_event_id,
     next_offsets,
 )
-from .base import Event, EventBatch, EventFilter, EventSink, ParamsMapper
+from .base import Event, EventBatch, EventFilter, EventSink, ParamsMapper, Trigger
 
-__all__ = ["KafkaSource", "KafkaSourceStats", "KafkaTopic", "kafka_event_id", "source_for"]
+if TYPE_CHECKING:
+    from engine.clock import Clock
+
+__all__ = [
+    "KafkaSource",
+    "KafkaSourceStats",
+    "KafkaTopic",
+    "consumer_in_words",
+    "kafka_event_id",
+    "source_for",
+]
 
 log = logging.getLogger("podium.sensors.kafka")
 
@@ -143,6 +153,38 @@ class KafkaTopic:
         one consumer."""
         return f"kafka:{self.bootstrap_servers}:{self.group_id}:{self.topic}"
 
+    # -- the Trigger protocol --------------------------------------------------------------------
+
+    @property
+    def schedule(self) -> None:
+        return None
+
+    @property
+    def consumer_key(self) -> str:
+        return consumer_in_words(self.bootstrap_servers, self.group_id, self.topic)
+
+    def source_key(self, dag_id: str, index: int) -> str:
+        """:attr:`subscription`, whatever the DAG."""
+        return self.subscription
+
+    def describe(self) -> str:
+        """E.g. ``Kafka topic orders on 127.0.0.1:9092 (group podium)``."""
+        return f"Kafka topic {self.topic} on {self.bootstrap_servers} (group {self.group_id})"
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        """Every message on the topic is for every trigger of it (narrow with ``filter``)."""
+        return True
+
+    def source(
+        self, *, dag_id: str, index: int, clock: Clock, sharing: Sequence[Trigger] = ()
+    ) -> KafkaSource:
+        """The consumer of this trigger and the ``sharing`` ones; see :func:`source_for`."""
+        others = [t for t in sharing if isinstance(t, KafkaTopic)]
+        if len(others) != len(sharing):
+            foreign = next(t for t in sharing if not isinstance(t, KafkaTopic))
+            raise TriggerError(f"{foreign!r} is not a Kafka trigger of {self.subscription}")
+        return source_for(self, *others)
+
     def consumer_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AIOKafkaConsumer``."""
         return {
@@ -157,6 +199,11 @@ class KafkaTopic:
         """Keyword arguments for the dead-letter ``AIOKafkaProducer``."""
         shared = {k: v for k, v in self.client_options.items() if k in _PRODUCER_OPTIONS}
         return {**shared, "bootstrap_servers": self.bootstrap_servers, "acks": "all"}
+
+
+def consumer_in_words(bootstrap_servers: str, group_id: str, topic: str) -> str:
+    """A Kafka consumer's identity (``Trigger.consumer_key``): one group reading one topic."""
+    return f"Kafka topic {topic!r} in group {group_id!r} on {bootstrap_servers}"
 
 
 def source_for(trigger: KafkaTopic, *sharing: KafkaTopic) -> KafkaSource:

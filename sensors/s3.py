@@ -4,7 +4,8 @@
 
 - ``queue_url=``: S3 event notifications delivered to an SQS queue (:class:`S3SqsSource`);
 - ``kafka_topic=``: S3 notification records arriving on a Kafka topic, consumed by the Kafka sensor,
-  which turns each message into events with :meth:`S3Events.events_from_message`;
+  which turns each message into events with :meth:`S3Events.events_from_message`
+  (:func:`records_on_kafka_source`);
 - neither: the bucket is listed every ``poll_interval`` seconds (:class:`S3PollSource`).
 
 Either way a source acknowledges (deletes the SQS messages, advances its cursor) only after the
@@ -19,7 +20,7 @@ import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Literal, NoReturn, get_args
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, get_args
 
 import aiohttp
 import anyio
@@ -31,7 +32,9 @@ from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
 
 from engine.errors import TriggerError
 
-from .base import Event, EventBatch, EventFilter, EventSink, EventSource, ParamsMapper
+from ._kafka_helpers import KafkaRecord, kafka_event_id
+from .base import Event, EventBatch, EventFilter, EventSink, EventSource, ParamsMapper, Trigger
+from .kafka import KafkaSource, KafkaTopic, consumer_in_words
 from .s3_records import (
     KeyFilter,
     ListedObject,
@@ -40,6 +43,9 @@ from .s3_records import (
     events_from_notification,
     listed_object,
 )
+
+if TYPE_CHECKING:
+    from engine.clock import Clock
 
 log = logging.getLogger("podium.sensors.s3")
 
@@ -189,18 +195,52 @@ class S3Events:
             and self.key_filter.matches(bucket, key)
         )
 
-    def events_from_message(self, value: bytes | str | None, *, source_id: str) -> list[Event]:
-        """The events of one Kafka message (``source_id``: ``kafka:{topic}:{partition}:{offset}``).
+    def events_from_message(
+        self, value: bytes | str | None, *, source_id: str, sharing: Sequence[S3Events] = ()
+    ) -> list[Event]:
+        """The events of one Kafka message (``source_id``: ``kafka:{topic}:{partition}:{offset}``):
+        its object-created records for this trigger's (or one of the ``sharing`` triggers') bucket,
+        prefix and suffix.
 
         Zero events (a test event, another prefix) still means the message is done: commit it.
         """
+        filters = [self.key_filter, *(t.key_filter for t in sharing)]
         return events_from_notification(
-            value if value is not None else b"", source_id=source_id, only=[self.key_filter]
+            value if value is not None else b"", source_id=source_id, only=filters
         )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Arguments for ``session.create_client(service, **kwargs)``."""
         return _client_kwargs(self.endpoint_url, self.region_name, self.client_options)
+
+    # -- the Trigger protocol (describe and matches are above) -----------------------------------
+
+    @property
+    def schedule(self) -> None:
+        return None
+
+    @property
+    def consumer_key(self) -> str | None:
+        """The Kafka consumer of ``kafka_topic`` mode (None for SQS and polling)."""
+        if self.kafka_topic is None:
+            return None
+        return consumer_in_words(self.kafka_bootstrap, self.kafka_group, self.kafka_topic)
+
+    def source_key(self, dag_id: str, index: int) -> str:
+        """:attr:`subscription`, whatever the DAG."""
+        return self.subscription
+
+    def source(
+        self, *, dag_id: str, index: int, clock: Clock, sharing: Sequence[Trigger] = ()
+    ) -> EventSource:
+        """The SQS, Kafka or polling source of this trigger and the ``sharing`` ones."""
+        others = [t for t in sharing if isinstance(t, S3Events)]
+        if len(others) != len(sharing):
+            foreign = next(t for t in sharing if not isinstance(t, S3Events))
+            raise TriggerError(f"{foreign!r} is not an S3 trigger of {self.subscription}")
+        if self.mode == "kafka":
+            return records_on_kafka_source(self, *others)
+        return source_for(self, *others)
 
 
 def source_for(trigger: S3Events, *sharing: S3Events) -> EventSource:
@@ -237,6 +277,31 @@ def source_for(trigger: S3Events, *sharing: S3Events) -> EventSource:
         f"S3Events(kafka_topic={trigger.kafka_topic!r}): Kafka-delivered S3 records are read by "
         "the Kafka sensor (S3Events.events_from_message), not by an S3 source"
     )
+
+
+def records_on_kafka_source(trigger: S3Events, *sharing: S3Events) -> KafkaSource:
+    """S3 notification records on ``trigger.kafka_topic``: the Kafka sensor, decoding each message
+    with :meth:`S3Events.events_from_message`, so only the records for the bucket, prefix and
+    suffix of ``trigger`` or a ``sharing`` trigger become events (the router then gives each
+    trigger its own, ``S3Events.matches``). A message with no such record is committed all the same.
+    """
+    if trigger.kafka_topic is None:
+        raise TriggerError(f"{trigger!r} does not read notifications from Kafka")
+    for other in sharing:
+        if other.subscription != trigger.subscription:
+            raise TriggerError(f"{other!r} is not a trigger of {trigger.subscription}")
+    topic = KafkaTopic(
+        trigger.kafka_topic,
+        bootstrap_servers=trigger.kafka_bootstrap,
+        group_id=trigger.kafka_group,
+        value_format="raw",
+    )
+
+    def decode(record: KafkaRecord) -> list[Event]:
+        source_id = kafka_event_id(record.topic, record.partition, record.offset)
+        return trigger.events_from_message(record.value, source_id=source_id, sharing=sharing)
+
+    return KafkaSource(topic, decode=decode, subscription=trigger.subscription)
 
 
 class S3SqsSource:
@@ -518,5 +583,6 @@ __all__ = [
     "S3PollSource",
     "S3SqsSource",
     "events_from_notification",
+    "records_on_kafka_source",
     "source_for",
 ]

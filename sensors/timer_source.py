@@ -1,4 +1,5 @@
-"""The timer sensor: fires a DAG's ``Cron`` / ``Every`` slots, resuming from a persisted cursor."""
+"""The timer sensor: fires a DAG's ``Cron`` / ``Every`` slots (any ``Schedule``), resuming from a
+persisted cursor."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from datetime import UTC, datetime
 
 from engine.clock import Clock
 
-from .base import Event, EventBatch, EventSink
-from .timers import Cron, Every
+from .base import Event, EventBatch, EventSink, Schedule
 
 log = logging.getLogger("podium.sensors.timer")
+
+
+def timer_source_key(dag_id: str, index: int) -> str:
+    """The subscription (and cursor id) of a DAG's ``index``-th trigger when it is a timer."""
+    return f"timer:{dag_id}:{index}"
 
 
 def timer_event_id(dag_id: str, slot: float) -> str:
@@ -27,11 +32,11 @@ class TimerSource:
     computed from the cursor when it resumes, so they are fired late rather than lost.
     """
 
-    def __init__(self, dag_id: str, index: int, schedule: Cron | Every, clock: Clock) -> None:
+    def __init__(self, dag_id: str, index: int, schedule: Schedule, clock: Clock) -> None:
         self.dag_id = dag_id
         self.schedule = schedule
         self.clock = clock
-        self.subscription = f"timer:{dag_id}:{index}"
+        self.subscription = timer_source_key(dag_id, index)
 
     async def run(self, sink: EventSink) -> None:
         cursor = await sink.load_cursor(self.subscription)

@@ -31,23 +31,32 @@ each matching wall-clock time fires once:
 
 croniter enumerates naive wall-clock times only; the conversion to instants is done here with
 ``zoneinfo``, so croniter's own time-zone handling is never used.
+
+**As triggers.** ``Cron`` and ``Every`` are both a ``sensors.base.Trigger`` and its ``Schedule``
+(``trigger.schedule is trigger``). Each timer trigger of a DAG has a source of its own,
+``timer:{dag_id}:{index}`` (also its cursor id), and its events are the slots
+(``timer:{dag_id}:{slot}``, so a backfill of the same slot is the same run).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
 from engine.errors import TriggerError
 
-from .base import EventFilter, ParamsMapper
+from .base import EventFilter, EventSource, ParamsMapper, Schedule, Trigger
+from .timer_source import TimerSource, timer_source_key
+
+if TYPE_CHECKING:
+    from engine.clock import Clock
 
 CatchUp = Literal["none", "latest", "all"]
 
@@ -68,8 +77,36 @@ _ALIASES = {
 }
 
 
+class _Timer:
+    """The ``Trigger`` side shared by ``Cron`` and ``Every`` (no state of its own)."""
+
+    @property
+    def schedule(self) -> Self:
+        """A timer is its own schedule."""
+        return self
+
+    @property
+    def consumer_key(self) -> None:
+        return None
+
+    def source_key(self, dag_id: str, index: int) -> str:
+        """``timer:{dag_id}:{index}``: each timer trigger has a source (and a cursor) of its own."""
+        return timer_source_key(dag_id, index)
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return True
+
+
+def _timer_source(
+    schedule: Schedule, dag_id: str, index: int, clock: Clock, sharing: Sequence[Trigger]
+) -> EventSource:
+    if sharing:  # the key holds the DAG and the index: no other trigger has the same one
+        raise TriggerError(f"DAG {dag_id!r}: timer trigger {index} cannot share its source")
+    return TimerSource(dag_id, index, schedule, clock)
+
+
 @dataclass(frozen=True, repr=False)
-class Cron:
+class Cron(_Timer):
     """Fire on a five-field cron expression evaluated in local wall-clock time of ``tz``.
 
     ``expr`` is ``minute hour day-of-month month day-of-week``, or one of ``@hourly``, ``@daily``,
@@ -122,6 +159,16 @@ class Cron:
     def describe(self) -> str:
         """Short human text, e.g. ``cron 0 4 * * * (Europe/Berlin)``."""
         return f"cron {self.expr} ({self.tz})"
+
+    def spec(self) -> dict[str, Any]:
+        """``{"kind": "cron", "expr", "tz"}`` (stored with the DAG; see ``schedule_from_spec``)."""
+        return {"kind": "cron", "expr": self.expr, "tz": self.tz}
+
+    def source(
+        self, *, dag_id: str, index: int, clock: Clock, sharing: Sequence[Trigger] = ()
+    ) -> EventSource:
+        """A timer source firing this schedule's slots for the DAG."""
+        return _timer_source(self, dag_id, index, clock, sharing)
 
     def __repr__(self) -> str:
         return _repr(self, [repr(self.expr), f"tz={self.tz!r}"])
@@ -188,7 +235,7 @@ class Cron:
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class Every:
+class Every(_Timer):
     """Fire every ``seconds`` seconds, on slots ``start + k * seconds`` for every integer ``k``.
 
     ``start`` only sets the phase (default: the epoch, so ``Every(seconds=3600)`` fires on the hour,
@@ -255,6 +302,21 @@ class Every:
             text += f" from {datetime.fromtimestamp(self.start, UTC).isoformat()}"
         return text
 
+    @property
+    def tz(self) -> str:
+        """Intervals are real seconds: whole days (for backfills) are UTC days."""
+        return "UTC"
+
+    def spec(self) -> dict[str, Any]:
+        """``{"kind": "every", "seconds", "start"}`` (stored with the DAG; see ``schedule_from_spec``)."""
+        return {"kind": "every", "seconds": self.seconds, "start": self.start}
+
+    def source(
+        self, *, dag_id: str, index: int, clock: Clock, sharing: Sequence[Trigger] = ()
+    ) -> EventSource:
+        """A timer source firing this schedule's slots for the DAG."""
+        return _timer_source(self, dag_id, index, clock, sharing)
+
     def __repr__(self) -> str:
         return _repr(self, [f"seconds={self.seconds!r}"])
 
@@ -273,6 +335,17 @@ class Every:
         while self._slot(k + 1) <= t:
             k += 1
         return k
+
+
+def schedule_from_spec(spec: Mapping[str, Any]) -> Cron | Every:
+    """The schedule a ``spec()`` describes (what tools without the DAG's code use); a spec of
+    another kind is a ``TriggerError``."""
+    kind = spec.get("kind")
+    if kind == "cron":
+        return Cron(str(spec["expr"]), tz=str(spec.get("tz", "UTC")))
+    if kind == "every":
+        return Every(seconds=float(spec["seconds"]), start=spec.get("start"))
+    raise TriggerError(f"no schedule of kind {kind!r} (cron, every)")
 
 
 def _select_due(
@@ -370,4 +443,4 @@ def _repr(trigger: Cron | Every, head: list[str]) -> str:
     return f"{type(trigger).__name__}({', '.join(args)})"
 
 
-__all__ = ["CatchUp", "Cron", "Every"]
+__all__ = ["CatchUp", "Cron", "Every", "schedule_from_spec"]

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sensors import AfterDag, Cron, Every, KafkaTopic, S3Events
+from sensors import AfterDag, Cron, Every, KafkaTopic, S3Events, Trigger
 
 from .format import iso
 
@@ -115,30 +115,32 @@ def _dow_words(dow: str) -> str | None:
     return ", ".join(names)
 
 
-def dag_zone(triggers: Iterable[Any]) -> ZoneInfo | None:
-    """The time zone of the DAG's first ``Cron`` trigger that is not UTC, if any."""
+def dag_zone(triggers: Iterable[Trigger]) -> ZoneInfo | None:
+    """The time zone of the DAG's first timer trigger whose schedule is not in UTC, if any."""
     for trig in triggers:
-        if isinstance(trig, Cron) and trig.tz not in ("UTC", "Etc/UTC"):
+        schedule = trig.schedule
+        if schedule is not None and schedule.tz not in ("UTC", "Etc/UTC"):
             try:
-                return ZoneInfo(trig.tz)
+                return ZoneInfo(schedule.tz)
             except (ZoneInfoNotFoundError, ValueError):
                 return None
     return None
 
 
-def next_fire(trigger: Any, now: float) -> float | None:
+def next_fire(trigger: Trigger, now: float) -> float | None:
     """The trigger's next slot after ``now`` (timers only), or None."""
-    next_slot = getattr(trigger, "next_slot", None)
-    if next_slot is None:
+    schedule = trigger.schedule
+    if schedule is None:
         return None
     try:
-        return float(next_slot(now))
-    except Exception:  # a schedule with no further slot, or a foreign trigger type
+        return float(schedule.next_slot(now))
+    except Exception:  # a schedule with no further slot, or one of a user's own that fails
         return None
 
 
-def describe_trigger(trigger: Any, now: float) -> dict[str, Any]:
-    """A JSON-ready description: ``kind``, ``text`` (short), ``words`` (for people), details."""
+def describe_trigger(trigger: Trigger, now: float) -> dict[str, Any]:
+    """A JSON-ready description: ``kind``, ``text`` (``Trigger.describe``), ``words`` (for people:
+    Podium's own triggers in fuller words), details."""
     info: dict[str, Any]
     if isinstance(trigger, Cron):
         words = cron_in_words(trigger.expr) or f"cron {trigger.expr}"
@@ -168,12 +170,9 @@ def describe_trigger(trigger: Any, now: float) -> dict[str, Any]:
             "dag_id": trigger.dag_id,
             "words": f"when {trigger.dag_id} ends ({'/'.join(trigger.states)})",
         }
-    else:
-        describe = getattr(trigger, "describe", None)
-        words = describe() if callable(describe) else repr(trigger)
-        info = {"kind": type(trigger).__name__.lower(), "words": str(words)}
-    describe = getattr(trigger, "describe", None)
-    info["text"] = str(describe()) if callable(describe) else repr(trigger)
+    else:  # a trigger of the user's own
+        info = {"kind": type(trigger).__name__.lower(), "words": trigger.describe()}
+    info["text"] = trigger.describe()
     nxt = next_fire(trigger, now)
     info["next_at"] = nxt
     info["next_at_iso"] = iso(nxt)

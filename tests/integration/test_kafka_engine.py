@@ -136,4 +136,73 @@ async def test_s3_notification_records_on_a_kafka_topic_start_runs(
         await wait_until_ran(podium, 2, timeout=60)
         counts = dict(podium.sink.counts)
     assert sorted(keys) == ["crm/a.csv", "crm/new file ü.csv"]
-    assert counts["ran"] == 2 and counts["filtered"] == 1 and counts["dead"] == 1
+    # other/x.csv is outside the trigger's prefix: the decoder drops it (no event, nothing filtered)
+    assert counts["ran"] == 2 and counts["filtered"] == 0 and counts["dead"] == 1
+
+
+def s3_record(bucket: str, key: str, etag: str) -> dict[str, Any]:
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 3, "eTag": etag}},
+    }
+
+
+async def test_s3_records_on_kafka_go_through_each_triggers_key_filter(
+    tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    """Two S3Events triggers share one consumer of a topic: a record reaches the DAG whose bucket,
+    prefix and suffix it matches; records no trigger wants never become events."""
+    from sensors import S3Events
+
+    keys: dict[str, list[str]] = {"crm_csv": [], "erp": []}
+
+    @task
+    async def on_object(ctx: Context, key: str) -> None:
+        keys[ctx.dag_id].append(key)
+
+    topic = f"s3-shared-{uuid.uuid4().hex[:8]}"
+    common: dict[str, Any] = {
+        "kafka_topic": topic,
+        "bootstrap_servers": kafka_broker.bootstrap,
+        "group_id": f"g-{topic}",
+    }
+    crm_csv = S3Events(bucket="landing", prefix="crm/", suffix=".csv", **common)
+    erp = S3Events(bucket="landing", prefix="erp/", **common)
+    assert crm_csv.source_key("crm_csv", 0) == erp.source_key("erp", 0)  # one consumer for both
+
+    @dag(dag_id="crm_csv", triggers=[crm_csv])
+    def crm_csv_dag(key: str = "") -> None:
+        on_object(key)
+
+    @dag(dag_id="erp", triggers=[erp])
+    def erp_dag(key: str = "") -> None:
+        on_object(key)
+
+    await create_topic(kafka_broker.bootstrap, topic, partitions=1)
+    await produce(
+        kafka_broker.bootstrap,
+        topic,
+        [
+            {
+                "Records": [
+                    s3_record("landing", "crm/a.csv", "e1"),
+                    s3_record("landing", "crm/b.json", "e2"),  # suffix of neither
+                    s3_record("landing", "other/c.csv", "e3"),  # prefix of neither
+                    s3_record("elsewhere", "crm/d.csv", "e4"),  # another bucket
+                ]
+            },
+            {"Records": [s3_record("landing", "erp/e.xml", "e5")]},
+        ],
+    )
+    async with Engine(tmp_path / "s3shared.db", dags=[crm_csv_dag, erp_dag]) as podium:
+        await wait_until_ran(podium, 2, timeout=60)
+        events = await podium.events(limit=100)
+    assert keys == {"crm_csv": ["crm/a.csv"], "erp": ["erp/e.xml"]}
+    assert sorted((e["event_id"], e["dag_id"], e["outcome"]) for e in events) == [
+        ("s3:landing/crm/a.csv@e1", "crm_csv", "ran"),
+        ("s3:landing/crm/a.csv@e1", "erp", "filtered"),
+        ("s3:landing/erp/e.xml@e5", "crm_csv", "filtered"),
+        ("s3:landing/erp/e.xml@e5", "erp", "ran"),
+    ]

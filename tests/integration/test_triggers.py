@@ -3,15 +3,17 @@ and AfterDag. Kafka and S3 sources have their own tests against real servers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import pytest
 
 from engine import Context, Engine, ManualClock, Run, dag, task
 from sensors import Every
-from sensors.base import Event, EventBatch
+from sensors.base import Event, EventBatch, EventFilter, EventSink, ParamsMapper, Trigger
 from sensors.dag_completion import AfterDag
 from sensors.kafka import KafkaTopic
 from sensors.sources import subscription_of
@@ -255,3 +257,90 @@ def test_trigger_declarations_validate() -> None:
 
     with pytest.raises(TriggerError, match="unknown state"):
         AfterDag("x", state="done")
+
+
+# -- a trigger of one's own: anything implementing sensors.Trigger is served like ours ---------------
+
+
+class RingSource:
+    """The running source of ``Doorbell``: publishes its rings once, then waits to be cancelled."""
+
+    def __init__(self, subscription: str, rings: Sequence[tuple[str, int]]) -> None:
+        self.subscription = subscription
+        self.rings = rings
+        self.stored = anyio.Event()
+
+    async def run(self, sink: EventSink) -> NoReturn:
+        events = [
+            Event("doorbell", f"ring:{door}:{n}", {"door": door, "n": n}) for door, n in self.rings
+        ]
+        batch = EventBatch(self.subscription, events)
+        await sink.publish(batch)
+        await batch.stored()
+        self.stored.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+RINGS = [("front", 1), ("back", 2), ("front", 3), ("front", 4)]
+ring_sources: list[RingSource] = []
+
+
+@dataclass(frozen=True)
+class Doorbell:
+    """Rings of every door arrive on one shared source; each trigger keeps its own door's."""
+
+    door: str
+    filter: EventFilter | None = None
+    params: ParamsMapper | None = None
+    schedule = None
+    consumer_key = None
+
+    def source_key(self, dag_id: str, index: int) -> str:
+        return "doorbells"
+
+    def describe(self) -> str:
+        return f"each ring of the {self.door} door"
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        return payload.get("door") == self.door
+
+    def source(
+        self, *, dag_id: str, index: int, clock: Any, sharing: Sequence[Trigger] = ()
+    ) -> RingSource:
+        assert [t.describe() for t in sharing] == ["each ring of the back door"]
+        ring_sources.append(RingSource(self.source_key(dag_id, index), RINGS))
+        return ring_sources[-1]
+
+
+@task
+async def answer(ctx: Context, ring: int) -> int:
+    return ring
+
+
+@dag(triggers=[Doorbell("front", filter=lambda p: p["n"] != 3, params=lambda p: {"ring": p["n"]})])
+def front_door(ring: int = 0) -> None:
+    answer(ring)
+
+
+@dag(triggers=[Doorbell("back", params=lambda p: {"ring": p["n"]})])
+def back_door(ring: int = 0) -> None:
+    answer(ring)
+
+
+async def test_a_trigger_class_of_ones_own_starts_runs_like_ours(tmp_path: Path) -> None:
+    ring_sources.clear()
+    async with Engine(tmp_path / "d.db", dags=[front_door, back_door]) as podium:
+        (source,) = ring_sources  # one source for the two triggers that share its key
+        with anyio.fail_after(10):
+            await source.stored.wait()
+        front = await wait_for_runs(podium, "front_door", 2)
+        back = await wait_for_runs(podium, "back_door", 1)
+        recorded = {(e["event_id"], e["dag_id"], e["outcome"]) for e in await podium.events()}
+    assert sorted((r.key, r.params["ring"]) for r in front) == [
+        ("ring:front:1", 1),
+        ("ring:front:4", 4),
+    ]
+    assert [(r.key, r.trigger, r.state) for r in back] == [("ring:back:2", "doorbell", "success")]
+    assert ("ring:front:3", "front_door", "filtered") in recorded  # its filter
+    assert ("ring:front:1", "back_door", "filtered") in recorded  # not its door

@@ -181,4 +181,6 @@ def test_public_api_is_exported() -> None:
         for name in module.__all__:
             assert getattr(module, name) is not None, name
     assert {"Engine", "dag", "task", "Context", "RunState", "TaskState"} <= set(engine.__all__)
-    assert {"Cron", "Every", "KafkaTopic", "S3Events", "AfterDag"} <= set(sensors.__all__)
+    assert {"Cron", "Every", "KafkaTopic", "S3Events", "AfterDag", "Trigger"} <= set(
+        sensors.__all__
+    )

@@ -467,7 +467,7 @@ def test_describe_and_repr() -> None:
 
 
 def test_public_surface() -> None:
-    assert sorted(timers.__all__) == ["CatchUp", "Cron", "Every"]
+    assert sorted(timers.__all__) == ["CatchUp", "Cron", "Every", "schedule_from_spec"]
     assert all(hasattr(timers, name) for name in timers.__all__)
 
 
