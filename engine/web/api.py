@@ -199,12 +199,12 @@ async def task_logs(request: web.Request) -> web.Response:
     rows = await st.engine.store.task_logs(run_id, task_id, try_number, after)
     lines = [
         {
-            "try_number": r[0],
-            "line": r[1],
-            "ts": r[2],
-            "ts_iso": iso(r[2]),
-            "level": r[3],
-            "message": r[4],
+            "try_number": r.try_number,
+            "line": r.line_no,
+            "ts": r.ts,
+            "ts_iso": iso(r.ts),
+            "level": r.level,
+            "message": r.message,
         }
         for r in rows
     ]
