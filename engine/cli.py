@@ -26,6 +26,7 @@ from rich.table import Table
 
 from . import serialization
 from .dag import DAG
+from .durations import format_duration
 from .engine import Engine, check_pools
 from .errors import ParamError, PodiumError, RunNotFoundError
 from .loader import load_dags
@@ -574,7 +575,7 @@ async def cmd_runs(args: argparse.Namespace) -> int:
             f"[{RUN_STYLE.get(r.state.value, '')}]{r.state.value}[/]",
             r.trigger,
             _fmt_time(r.created_at),
-            _fmt_duration(r.duration),
+            format_duration(r.duration),
             r.note or "",
         )
     console.print(table)
@@ -646,7 +647,7 @@ def _print_run(run: Run) -> None:
     style = RUN_STYLE.get(run.state.value, "")
     console.print(
         f"run [bold]{run.run_id}[/] of [bold]{run.dag_id}[/]: [{style}]{run.state.value}[/]"
-        f"  trigger={run.trigger} key={run.key} duration={_fmt_duration(run.duration)}"
+        f"  trigger={run.trigger} key={run.key} duration={format_duration(run.duration)}"
     )
     if run.params:
         console.print(f"params: {orjson.dumps(run.params).decode()}")
@@ -666,7 +667,7 @@ def _task_table(run: Run) -> Table:
             f"[{TASK_STYLE.get(ti.state.value, '')}]{ti.state.value}[/]",
             str(ti.try_number),
             _fmt_time(ti.started_at),
-            _fmt_duration(ti.duration),
+            format_duration(ti.duration),
             error[-1] if error else "",
         )
     return table
@@ -708,16 +709,6 @@ def _fmt_time(epoch: float | None) -> str:
     if epoch is None:
         return ""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    return f"{seconds / 60:.1f} min"
 
 
 def _parse_value(text: str) -> Any:
