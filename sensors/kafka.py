@@ -34,10 +34,10 @@ from aiokafka.errors import (
     KafkaTimeoutError,
 )
 
-from engine.errors import SourceError, TriggerError
+from engine.backoff import Backoff
+from engine.errors import SourceError, TriggerError, describe_exception
 
 from ._kafka_helpers import (
-    Backoff,
     KafkaRecord,
     dead_letter_headers,
     event_from_record,
@@ -246,20 +246,21 @@ class KafkaSource:
 
     async def run(self, sink: EventSink) -> NoReturn:
         """Consume until cancelled, opening a new consumer after any Kafka or network failure."""
-        failures = 0
+        delays = self.backoff.delays()
         while True:
             session = _ConsumerSession(self, sink)
             try:
                 await session.run()
             except KAFKA_ERRORS as exc:
-                failures = 1 if session.healthy else failures + 1
-                delay = self.backoff.delay(failures)
+                if session.healthy:
+                    delays.reset()  # it polled since the last failure: a new run of failures
+                delay = next(delays)
                 self.stats.reconnects += 1
                 log.warning(
                     "%s (group %s): %s; reconnecting in %.1fs",
                     self.describe(),
                     self.trigger.group_id,
-                    _describe(exc),
+                    describe_exception(exc),
                     delay,
                 )
             await anyio.sleep(delay)
@@ -343,7 +344,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
                             "%s: closing the %s: %s",
                             self.source.describe(),
                             name,
-                            "; ".join(_describe(e) for e in group.exceptions),
+                            "; ".join(describe_exception(e) for e in group.exceptions),
                         )
                 if scope.cancelled_caught:
                     log.warning(
@@ -408,21 +409,20 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
 
     async def _store(self, events: list[Event]) -> list[str]:
         """Publish ``events`` and wait for their outcomes, again and again until the store works."""
-        failures = 0
+        delays = self.source.backoff.delays()
         while True:
             batch = EventBatch(self.source.subscription, events)
             await self.sink.publish(batch)
             try:
                 return await batch.stored()
             except Exception as exc:  # the engine could not store the batch: nothing is acked
-                failures += 1
                 self.stats.store_retries += 1
-                delay = self.source.backoff.delay(failures)
+                delay = next(delays)
                 log.warning(
                     "%s: storing %d event(s) failed (%s); retrying in %.1fs",
                     self.source.describe(),
                     len(events),
-                    _describe(exc),
+                    describe_exception(exc),
                     delay,
                 )
                 await anyio.sleep(delay)
@@ -468,7 +468,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
                     self.source.describe(),
                     kafka_event_id(record.topic, record.partition, record.offset),
                     topic,
-                    _describe(exc),
+                    describe_exception(exc),
                 )
                 continue
             self.stats.dead_lettered += 1
@@ -517,7 +517,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
                 log.warning(
                     "%s: commit before rebalance failed (%s); those messages will be redelivered",
                     self.source.describe(),
-                    _describe(exc),
+                    describe_exception(exc),
                 )
         for tp in revoked:
             self._stored.pop(tp, None)
@@ -552,10 +552,3 @@ async def _stop_client(client: Any) -> None:
         connections = getattr(client, "_client", None) or getattr(client, "client", None)
         if connections is not None:
             await connections.close()
-
-
-def _describe(exc: BaseException) -> str:
-    name, text = type(exc).__name__, str(exc).strip()
-    if not text or text == name:
-        return name
-    return text if text.startswith(f"{name}:") else f"{name}: {text}"
