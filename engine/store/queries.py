@@ -5,29 +5,18 @@ A SELECT whose rows the store hands out lists its record's fields (``records.py`
 
 from __future__ import annotations
 
-from .records import (
-    DagRow,
-    EventRow,
-    KeyRow,
-    LogRow,
-    OperationRow,
-    RequestRow,
-    RequestStatusRow,
-    RunRow,
-    TaskRow,
-    TryRow,
-)
+from . import records
 
-RUN_COLUMNS = ", ".join(RunRow._fields)
-TASK_COLUMNS = ", ".join(TaskRow._fields)
-TRY_COLUMNS = ", ".join(TryRow._fields)
-DAG_COLUMNS = ", ".join(DagRow._fields)
-EVENT_COLUMNS = ", ".join(EventRow._fields)
-LOG_COLUMNS = ", ".join(LogRow._fields)
-OPERATION_COLUMNS = ", ".join(OperationRow._fields)
-REQUEST_COLUMNS = ", ".join(RequestRow._fields)
-REQUEST_STATUS_COLUMNS = ", ".join(RequestStatusRow._fields)
-KEY_COLUMNS = ", ".join(KeyRow._fields)
+RUN_COLUMNS = ", ".join(records.RunRow._fields)
+TASK_COLUMNS = ", ".join(records.TaskRow._fields)
+TRY_COLUMNS = ", ".join(records.TryRow._fields)
+DAG_COLUMNS = ", ".join(records.DagRow._fields)
+EVENT_COLUMNS = ", ".join(records.EventRow._fields)
+LOG_COLUMNS = ", ".join(records.LogRow._fields)
+OPERATION_COLUMNS = ", ".join(records.OperationRow._fields)
+REQUEST_COLUMNS = ", ".join(records.RequestRow._fields)
+REQUEST_STATUS_COLUMNS = ", ".join(records.RequestStatusRow._fields)
+KEY_COLUMNS = ", ".join(records.KeyRow._fields)
 
 INSERT_RUN = """
 INSERT INTO runs (run_id, dag_id, run_key, state, params, logical_date, trigger, event, created_at)

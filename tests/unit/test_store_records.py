@@ -10,38 +10,26 @@ from typing import Any
 import pytest
 
 from engine import serialization
-from engine.store import Store, queries
-from engine.store.records import (
-    DagRow,
-    EventRow,
-    KeyRow,
-    LogRow,
-    OperationRow,
-    RequestRow,
-    RequestStatusRow,
-    RunRow,
-    TaskRow,
-    TryRow,
-)
+from engine.store import Store, queries, records
 from engine.store.schema import MIGRATIONS
 
 # every SELECT in queries.py: the record its rows become ...
 RECORD_OF: dict[str, Any] = {
-    "SELECT_DAG": DagRow,
-    "SELECT_DAGS": DagRow,
-    "SELECT_RUN": RunRow,
-    "SELECT_RUN_BY_KEY": RunRow,
-    "SELECT_UNFINISHED_RUNS": RunRow,
-    "SELECT_QUEUED_RUNS_AFTER": RunRow,
-    "select_runs": RunRow,
-    "SELECT_TASKS": TaskRow,
-    "SELECT_TRIES": TryRow,
-    "SELECT_EVENTS": EventRow,
-    "select_existing_keys": KeyRow,
-    "SELECT_LOGS": LogRow,
-    "SELECT_OPERATIONS": OperationRow,
-    "SELECT_PENDING_REQUESTS": RequestRow,
-    "SELECT_REQUEST": RequestStatusRow,
+    "SELECT_DAG": records.DagRow,
+    "SELECT_DAGS": records.DagRow,
+    "SELECT_RUN": records.RunRow,
+    "SELECT_RUN_BY_KEY": records.RunRow,
+    "SELECT_UNFINISHED_RUNS": records.RunRow,
+    "SELECT_QUEUED_RUNS_AFTER": records.RunRow,
+    "select_runs": records.RunRow,
+    "SELECT_TASKS": records.TaskRow,
+    "SELECT_TRIES": records.TryRow,
+    "SELECT_EVENTS": records.EventRow,
+    "select_existing_keys": records.KeyRow,
+    "SELECT_LOGS": records.LogRow,
+    "SELECT_OPERATIONS": records.OperationRow,
+    "SELECT_PENDING_REQUESTS": records.RequestRow,
+    "SELECT_REQUEST": records.RequestStatusRow,
 }
 # ... or the one column the store reads itself
 ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
@@ -103,20 +91,20 @@ async def test_the_store_hands_out_records(tmp_path: Path) -> None:
         )
         await store.writer.flush()
         row = await store.find_run("d", "k1")
-        assert isinstance(row, RunRow)
+        assert isinstance(row, records.RunRow)
         assert (row.run_id, row.state, row.created_at) == ("r1", "queued", 5.0)
         assert await store.find_run("d", "missing") is None
         assert [r.run_id for r in await store.unfinished_run_rows()] == ["r1"]
         assert await store.queued_run_rows_after(row.seq) == []
         tasks = await store.task_rows("r1")
-        assert all(isinstance(t, TaskRow) for t in tasks)
+        assert all(isinstance(t, records.TaskRow) for t in tasks)
         assert sorted((t.task_id, t.state) for t in tasks) == [("a", "pending"), ("b", "pending")]
         request_id = await store.insert_request("me", "pause", {"dag_id": "d"})
         assert await store.pending_requests() == [
-            RequestRow(request_id, "me", "pause", serialization.dumps({"dag_id": "d"}))
+            records.RequestRow(request_id, "me", "pause", serialization.dumps({"dag_id": "d"}))
         ]
         status = await store.request(request_id)
-        assert status == RequestStatusRow(request_id, "pending", None, None)
+        assert status == records.RequestStatusRow(request_id, "pending", None, None)
         assert await store.request(request_id + 1) is None
         run = await store.get_run("r1")
         assert run.params == {"n": 1} and set(run.tasks) == {"a", "b"}
