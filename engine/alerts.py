@@ -35,7 +35,9 @@ import aiohttp
 import anyio
 import anyio.abc
 
-from .errors import PodiumError
+from .backoff import Backoff
+from .durations import format_duration
+from .errors import PodiumError, describe_exception
 from .slowness import (
     SLA,
     Baselines,
@@ -131,18 +133,6 @@ def last_line(text: str | None, limit: int = 500) -> str | None:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def human_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes}m"
-
-
 # -- notifiers --------------------------------------------------------------------------------------
 
 
@@ -226,7 +216,7 @@ class _Webhook:
                         raise PermanentDeliveryError(message)
                     raise DeliveryError(message)
         except aiohttp.ClientError as exc:
-            raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+            raise DeliveryError(f"{self.name}: {describe_exception(exc)}") from exc
 
 
 class SlackWebhook(_Webhook):
@@ -609,7 +599,7 @@ class Alerting:
                     else str(exc) or type(exc).__name__
                 )
                 if attempt < attempts and not isinstance(exc, PermanentDeliveryError):
-                    delay = notifier.backoff * 2 ** (attempt - 1)
+                    delay = Backoff(max(notifier.backoff, 0.0)).delay(attempt)
                     log.warning(
                         "alert %s of %s/%s to %s failed (try %d of %d): %s; retrying in %.2fs",
                         alert.kind, alert.dag_id, alert.run_id, notifier.name, attempt,
@@ -669,9 +659,11 @@ class Alerting:
     def _slowdown(self, slow: Slowdown, now: float) -> None:
         policy = self._policy_for(slow.dag_id, slow.task_id)
         factor = policy.factor if policy is not None else 0.0
+        elapsed = format_duration(slow.elapsed, compact=True)
+        usual = format_duration(slow.baseline, compact=True)
         message = (
-            f"Task {slow.dag_id}.{slow.task_id} has been running {human_duration(slow.elapsed)}, "
-            f"more than {factor:g}x its usual {human_duration(slow.baseline)} "
+            f"Task {slow.dag_id}.{slow.task_id} has been running {elapsed}, "
+            f"more than {factor:g}x its usual {usual} "
             f"(median of its last {slow.samples} successful tries)"
         )
         log.warning("slow task: %s (run %s, try %d)", message, slow.run_id, slow.try_number)
@@ -722,12 +714,13 @@ class Alerting:
         anchor = "its logical date" if sla.relative_to == "logical_date" else "the run's start"
         what = f"Task {run.dag.dag_id}.{task_id}" if task_id else f"Run of DAG {run.dag.dag_id}"
         late = (
-            f"finished {human_duration(finished_at - deadline)} late"
+            f"finished {format_duration(finished_at - deadline, compact=True)} late"
             if finished_at is not None
             else "still not finished"
         )
+        allowed = format_duration(sla.seconds, compact=True)
         message = (
-            f"{what} missed its SLA of {human_duration(sla.seconds)} after {anchor}: {late} "
+            f"{what} missed its SLA of {allowed} after {anchor}: {late} "
             f"(deadline {datetime.fromtimestamp(deadline, UTC).isoformat()})"
         )
         log.warning("SLA missed: %s (run %s)", message, run.run_id)

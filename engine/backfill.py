@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
+
+from sensors.base import Schedule
 
 from .dag import DAG
 from .errors import DAGError, PodiumError
@@ -30,27 +31,24 @@ class BackfillResult:
         return [run_id for run_id, state in self.states.items() if state != "success"]
 
 
-def timer_of(dag: DAG) -> Any:
-    from sensors.timers import Cron, Every
-
-    for trig in dag.triggers:
-        if isinstance(trig, (Cron, Every)):
-            return trig
-    raise DAGError(f"DAG {dag.dag_id!r} has no Cron or Every trigger to backfill")
+def timer_of(dag: DAG) -> Schedule:
+    """The schedule a backfill walks: the DAG's first timer trigger's."""
+    if dag.schedule is None:
+        raise DAGError(f"DAG {dag.dag_id!r} has no Cron or Every trigger to backfill")
+    return dag.schedule
 
 
 def backfill_slots(
-    schedule: Any, start: str | date | datetime, end: str | date | datetime
+    schedule: Schedule, start: str | date | datetime, end: str | date | datetime
 ) -> list[float]:
     """Slots of ``schedule`` from the start of ``start`` to the end of ``end`` (dates are whole days
     in the schedule's time zone; datetimes without a zone are in it too)."""
-    zone = ZoneInfo(getattr(schedule, "tz", "UTC"))
+    zone = ZoneInfo(schedule.tz)
     first = _instant(start, zone, end_of_day=False)
     last = _instant(end, zone, end_of_day=True)
     if last < first:
         raise PodiumError(f"backfill end {end} is before start {start}")
-    slots: list[float] = schedule.slots_between(first, last)
-    return slots
+    return schedule.slots_between(first, last)
 
 
 def _instant(value: str | date | datetime, zone: ZoneInfo, *, end_of_day: bool) -> float:

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from . import serialization
 from .dag import DAG
+from .durations import format_duration
 from .engine import Engine, check_pools
 from .errors import ParamError, PodiumError, RunNotFoundError, TriggerError
 from .loader import load_dags
@@ -331,7 +332,7 @@ async def cmd_trigger(args: argparse.Namespace) -> int:
                     f"DAG {args.dag_id!r} is not known to {args.db}: serve it once with "
                     f"`podium run PATH --db {args.db}`, or pass --path PATH"
                 )
-            description = serialization.loads(row[1])
+            description = serialization.loads(row.description)
             run_params = _validate_against_description(args.dag_id, description, params)
             task_ids = [t["task_id"] for t in description["tasks"]]
         run = await _queue_run(store, args.dag_id, run_params, args.key, task_ids)
@@ -369,7 +370,8 @@ async def _queue_run(
         store.writer.insert_run(row, task_ids)
         await store.writer.flush()
         existing = await store.find_run(dag_id, run_key)
-        assert existing is not None
+        if existing is None:
+            raise PodiumError(f"run {run_key!r} of DAG {dag_id!r} was not stored in {store.path}")
     return await store.get_run(existing.run_id)
 
 
@@ -471,11 +473,13 @@ async def _request(
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task(operation, total=total or None)
             while True:
-                _, state, result, error = await store.request(request_id)
-                if state == "done":
-                    return serialization.loads(result)
-                if state == "failed":
-                    raise PodiumError(error or f"{operation} failed")
+                status = await store.request(request_id)
+                if status is None:
+                    raise PodiumError(f"request {request_id} is no longer in {db}")
+                if status.state == "done":
+                    return serialization.loads(status.result)
+                if status.state == "failed":
+                    raise PodiumError(status.error or f"{operation} failed")
                 if total:
                     progress.update(bar, completed=await _backfill_done(store, op_args))
                 await anyio.sleep(0.1)
@@ -522,7 +526,7 @@ async def _backfill_keys(store: Store, op_args: dict[str, Any]) -> list[str]:
     if row is None:
         return []
     # the DAG's stored description holds its timers' ``Schedule.spec()``; the first is backfilled
-    timers = serialization.loads(row[1]).get("timers") or []
+    timers = serialization.loads(row.description).get("timers") or []
     if not timers:
         return []
     try:
@@ -538,7 +542,7 @@ async def _backfill_done(store: Store, op_args: dict[str, Any]) -> int:
     done = 0
     for key in keys:
         row = await store.find_run(op_args["dag_id"], key)
-        if row is not None and row[4] in ("success", "failed", "cancelled"):
+        if row is not None and row.state in ("success", "failed", "cancelled"):
             done += 1
     return done
 
@@ -563,7 +567,7 @@ async def cmd_runs(args: argparse.Namespace) -> int:
             f"[{RUN_STYLE.get(r.state.value, '')}]{r.state.value}[/]",
             r.trigger,
             _fmt_time(r.created_at),
-            _fmt_duration(r.duration),
+            format_duration(r.duration),
             r.note or "",
         )
     console.print(table)
@@ -597,13 +601,14 @@ async def cmd_logs(args: argparse.Namespace) -> int:
         seen: dict[int, int] = {}
         while True:
             rows = await store.task_logs(args.run_id, args.task_id, args.try_number)
-            for try_number, line_no, ts, level, message in rows:
-                if line_no <= seen.get(try_number, 0):
+            for line in rows:
+                if line.line_no <= seen.get(line.try_number, 0):
                     continue
-                seen[try_number] = line_no
-                stamp = time.strftime("%H:%M:%S", time.gmtime(ts))
+                seen[line.try_number] = line.line_no
+                stamp = time.strftime("%H:%M:%S", time.gmtime(line.ts))
                 console.print(
-                    f"[grey50]{stamp} try {try_number}[/] {level:<7} {escape(message)}",
+                    f"[grey50]{stamp} try {line.try_number}[/] {line.level:<7} "
+                    f"{escape(line.message)}",
                     highlight=False,
                 )
             if not args.follow or (await store.get_run(args.run_id)).finished:
@@ -617,14 +622,14 @@ async def cmd_dags(args: argparse.Namespace) -> int:
     table = Table(title=f"DAGs in {args.db}", title_justify="left")
     for col in ("dag", "tasks", "params", "triggers", "source"):
         table.add_column(col)
-    for dag_id, description, source, _paused, _updated in rows:
-        d = serialization.loads(description)
+    for row in rows:
+        d = serialization.loads(row.description)
         table.add_row(
-            dag_id,
+            row.dag_id,
             str(len(d.get("tasks", []))),
             ", ".join(d.get("params", {})),
             ", ".join(d.get("triggers", [])),
-            source or "",
+            row.source_file or "",
         )
     console.print(table)
     return 0
@@ -634,7 +639,7 @@ def _print_run(run: Run) -> None:
     style = RUN_STYLE.get(run.state.value, "")
     console.print(
         f"run [bold]{run.run_id}[/] of [bold]{run.dag_id}[/]: [{style}]{run.state.value}[/]"
-        f"  trigger={run.trigger} key={run.key} duration={_fmt_duration(run.duration)}"
+        f"  trigger={run.trigger} key={run.key} duration={format_duration(run.duration)}"
     )
     if run.params:
         console.print(f"params: {orjson.dumps(run.params).decode()}")
@@ -654,7 +659,7 @@ def _task_table(run: Run) -> Table:
             f"[{TASK_STYLE.get(ti.state.value, '')}]{ti.state.value}[/]",
             str(ti.try_number),
             _fmt_time(ti.started_at),
-            _fmt_duration(ti.duration),
+            format_duration(ti.duration),
             error[-1] if error else "",
         )
     return table
@@ -696,16 +701,6 @@ def _fmt_time(epoch: float | None) -> str:
     if epoch is None:
         return ""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds < 120:
-        return f"{seconds:.2f} s"
-    return f"{seconds / 60:.1f} min"
 
 
 def _parse_value(text: str) -> Any:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from sensors.base import Schedule, Trigger, not_a_trigger
 
@@ -99,7 +100,10 @@ class TaskDef(Generic[P, R]):
                 f"task {self.name!r} was called outside a @dag function; "
                 f"call {self.name}.fn(...) to run the plain function"
             )
-        return builder.add_task(self, args, kwargs)  # type: ignore[return-value]
+        # At definition time a call stands for the task's future result: a ``TaskRef`` typed as ``R``
+        # so that passing it to the next task type-checks.
+        ref: Any = builder.add_task(self, args, kwargs)
+        return cast(R, ref)
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -241,7 +245,8 @@ class _DAGBuilder:
                 arguments[name] = CONTEXT
             elif name in bound.arguments:
                 arguments[name] = bound.arguments[name]
-        full = inspect.BoundArguments(definition.signature, arguments)  # type: ignore[arg-type,unused-ignore]
+        ordered: OrderedDict[str, Any] = OrderedDict(arguments)
+        full = inspect.BoundArguments(definition.signature, ordered)
         bound_args = tuple(self._arg(v, refs, task_id) for v in full.args)
         bound_kwargs = {k: self._arg(v, refs, task_id) for k, v in full.kwargs.items()}
         if definition.options.trigger_rule is TriggerRule.ALWAYS and refs:

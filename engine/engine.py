@@ -41,6 +41,7 @@ from sensors.base import EventSource
 from . import serialization
 from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, Alerting, AlertKind, Notifier, SLAResolver
 from .backfill import BackfillResult
+from .backoff import Backoff
 from .clock import Clock, SystemClock
 from .config import EngineConfig
 from .dag import DAG
@@ -499,16 +500,18 @@ class Engine:
     async def events(self, outcome: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Recorded events, newest first: one row per (event, DAG) with its outcome."""
         rows = await self._store.events(outcome=outcome, limit=limit)
-        names = ("event_id", "dag_id", "source", "received_at", "outcome", "run_id", "error")
-        return [dict(zip(names, row[:7], strict=True)) for row in rows]
+        return [{k: v for k, v in row._asdict().items() if k != "payload"} for row in rows]
 
     async def task_logs(
         self, run_id: str, task_id: str, try_number: int | None = None
     ) -> list[dict[str, Any]]:
         """A task's captured log lines (one try, or all tries), oldest first."""
         rows = await self._store.task_logs(run_id, task_id, try_number)
-        names = ("try_number", "line", "ts", "level", "message")
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        return [
+            {"try_number": r.try_number, "line": r.line_no, "ts": r.ts, "level": r.level,
+             "message": r.message}
+            for r in rows
+        ]  # fmt: skip
 
     def add_observer(self, observer: Observer) -> None:
         """Hear about every recorded task and run change (see ``engine.observe``)."""
@@ -617,15 +620,18 @@ class Engine:
 
     async def _supervise_source(self, source: EventSource) -> None:
         """Run a sensor; if it fails, log why and start it again after a pause."""
-        delay = 0.5
+        delays = Backoff(0.5, cap=30.0).delays()
         while not self._stopping:
+            started = self.clock.now()
             try:
                 await source.run(self._ingest)
                 return
             except Exception:
+                if self.clock.now() - started > 60:
+                    delays.reset()  # it ran well for a while: this is a new failure, not a streak
+                delay = next(delays)
                 log.exception("sensor %s failed; restarting in %.1fs", source.subscription, delay)
             await anyio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
     async def _after_run(self, run: ActiveRun) -> None:
         """A run finished: lift backpressure, trigger the DAGs that follow it, run its callbacks."""

@@ -59,6 +59,17 @@ class Skip(Exception):
     """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
 
 
+def describe_exception(exc: BaseException) -> str:
+    """An exception as people read it in logs, stored errors and messages: ``ValueError: bad input``.
+
+    The type's name alone when the message is empty (or is that name); the message alone when it
+    already begins with ``Name:``."""
+    name, text = type(exc).__name__, str(exc).strip()
+    if not text or text == name:
+        return name
+    return text if text.startswith(f"{name}:") else f"{name}: {text}"
+
+
 __all__ = [
     "DAGError",
     "DAGNotFoundError",
@@ -73,4 +84,5 @@ __all__ = [
     "StoreLockedError",
     "TaskTimeoutError",
     "TriggerError",
+    "describe_exception",
 ]

@@ -15,7 +15,7 @@ import anyio
 from . import serialization
 from .context import Context
 from .dag import CONTEXT, ParamRef, TaskNode, TaskRef
-from .errors import ResultError, Skip, TaskTimeoutError
+from .errors import ResultError, Skip, TaskTimeoutError, describe_exception
 
 
 class Outcome(Enum):
@@ -93,7 +93,7 @@ async def run_try(
             return TryResult(Outcome.CANCELLED, message="cancelled")
         if timed_out:
             error = TaskTimeoutError(f"task {node.task_id!r} exceeded its timeout of {timeout}s")
-            return TryResult(Outcome.FAILED, error=error, message=f"TaskTimeoutError: {error}")
+            return TryResult(Outcome.FAILED, error=error, message=describe_exception(error))
         data = serialization.encode_result(
             value, what=f"result of task {node.task_id!r}", max_bytes=max_result_bytes
         )
@@ -101,12 +101,12 @@ async def run_try(
     except Skip as exc:
         return TryResult(Outcome.SKIPPED, message=str(exc) or "skipped")
     except ResultError as exc:
-        return TryResult(Outcome.FAILED, error=exc, message=f"ResultError: {exc}")
+        return TryResult(Outcome.FAILED, error=exc, message=describe_exception(exc))
     except (Exception, SystemExit) as exc:  # a task that raises fails its try, never the engine
         return TryResult(
             Outcome.FAILED,
             error=exc,
-            message=f"{type(exc).__name__}: {exc}",
+            message=describe_exception(exc),
             traceback="".join(tb.format_exception(exc)),
         )
 

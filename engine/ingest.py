@@ -242,21 +242,21 @@ class EventIngest:
     async def deliver_completion(self, run: ActiveRun) -> None:
         """Hand a finished run to the DAGs that trigger on it (``AfterDag``) and want its state."""
         subscription = f"dag:{run.dag.dag_id}"
-        state = run.state.value
+        payload = {
+            "dag_id": run.dag.dag_id,
+            "run_id": run.run_id,
+            "state": run.state.value,
+            "params": run.params,
+        }
         matching = [
-            s for s in self.subscriptions.get(subscription, ()) if state in s.trigger.states
+            s for s in self.subscriptions.get(subscription, ()) if s.trigger.matches(payload)
         ]
         if not matching:
             return
         event = Event(
             source="dag",
             event_id=f"dag:{run.dag.dag_id}:{run.run_id}",
-            payload={
-                "dag_id": run.dag.dag_id,
-                "run_id": run.run_id,
-                "state": state,
-                "params": run.params,
-            },
+            payload=payload,
             logical_date=run.logical_date,
         )
         await self.ingest(EventBatch(subscription, [event]), matching)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dag import DAG
+from .errors import describe_exception
 
 
 @dataclass(frozen=True)
@@ -116,4 +117,4 @@ def _describe_import_error(file: Path, exc: Exception) -> LoadError:
     for frame in traceback.extract_tb(exc.__traceback__):
         if Path(frame.filename).resolve() == file:
             line = frame.lineno
-    return LoadError(file, line, f"{type(exc).__name__}: {exc}")
+    return LoadError(file, line, describe_exception(exc))

@@ -277,18 +277,7 @@ class Operations:
     ) -> list[dict[str, Any]]:
         """Recorded operator actions, newest first (who, when, what)."""
         rows = await self._store.operations(run_id=run_id, dag_id=dag_id, limit=limit)
-        return [
-            {
-                "id": r[0],
-                "ts": r[1],
-                "actor": r[2],
-                "operation": r[3],
-                "dag_id": r[4],
-                "run_id": r[5],
-                "details": serialization.loads(r[6]),
-            }
-            for r in rows
-        ]
+        return [{**r._asdict(), "details": serialization.loads(r.details)} for r in rows]
 
     def _served(self, run_id: str) -> ActiveRun:
         run = self._book.get(run_id)

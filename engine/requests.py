@@ -16,7 +16,7 @@ import anyio
 
 from . import serialization
 from .backfill import BackfillResult
-from .errors import PodiumError
+from .errors import PodiumError, describe_exception
 from .models import Run
 from .operations import Operations
 from .recorder import Recorder
@@ -104,10 +104,10 @@ class RequestPoller:
         for row in await self._store.queued_run_rows_after(self.last_seq):
             self.last_seq = max(self.last_seq, row.seq)
             await self._book.adopt(row, recovering=False)
-        for request_id, actor, operation, args in await self._store.pending_requests():
-            self._recorder.execute(q.FINISH_REQUEST, ("running", None, None, request_id))
+        for request in await self._store.pending_requests():
+            self._recorder.execute(q.FINISH_REQUEST, ("running", None, None, request.id))
             await self._recorder.flush()  # marked before it runs: a crash never runs it twice
-            self._spawn(self._execute, request_id, actor, operation, args)
+            self._spawn(self._execute, request.id, request.actor, request.operation, request.args)
 
     async def _execute(self, request_id: int, actor: str, operation: str, args: bytes) -> None:
         outcome: tuple[str, bytes | None, str | None]
@@ -115,6 +115,6 @@ class RequestPoller:
             described = await perform(self._ops, operation, serialization.loads(args), actor=actor)
             outcome = ("done", serialization.dumps_for_display(described), None)
         except (PodiumError, KeyError, TypeError) as exc:
-            outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
+            outcome = ("failed", None, describe_exception(exc))
         self._recorder.execute(q.FINISH_REQUEST, (*outcome, request_id))
         await self._recorder.flush()

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .backoff import Backoff
 from .errors import DAGError
 
 
@@ -49,9 +50,5 @@ class RetryPolicy:
 
     def delay_before(self, try_number: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before try ``try_number + 1``, after try ``try_number`` failed."""
-        base = self.delay * self.backoff ** max(try_number - 1, 0)
-        if self.jitter:
-            base += base * self.jitter * rand()
-        if self.max_delay is not None:
-            base = min(base, self.max_delay)
-        return base
+        policy = Backoff(self.delay, cap=self.max_delay, factor=self.backoff, jitter=self.jitter)
+        return policy.delay(try_number, rand)

@@ -17,7 +17,7 @@ from typing import Any
 from sensors.base import Event, Trigger
 
 from .dag import DAG
-from .errors import ParamError
+from .errors import ParamError, describe_exception
 
 
 class Outcome(StrEnum):
@@ -59,7 +59,9 @@ def _decide(event: Event, sub: Subscription) -> Decision:
     try:
         wanted = trigger.matches(payload)  # e.g. one S3 prefix among those sharing a queue
     except Exception as exc:
-        return Decision(dag_id, Outcome.DEAD, error=f"trigger matches() raised {_describe(exc)}")
+        return Decision(
+            dag_id, Outcome.DEAD, error=f"trigger matches() raised {describe_exception(exc)}"
+        )
     if not wanted:
         return Decision(dag_id, Outcome.FILTERED)
     predicate = trigger.filter
@@ -67,7 +69,7 @@ def _decide(event: Event, sub: Subscription) -> Decision:
         try:
             keep = predicate(payload)
         except Exception as exc:
-            return Decision(dag_id, Outcome.DEAD, error=f"filter raised {_describe(exc)}")
+            return Decision(dag_id, Outcome.DEAD, error=f"filter raised {describe_exception(exc)}")
         if not keep:
             return Decision(dag_id, Outcome.FILTERED)
     params: Mapping[str, Any] = event.params or {}
@@ -76,7 +78,9 @@ def _decide(event: Event, sub: Subscription) -> Decision:
         try:
             params = mapper(payload)
         except Exception as exc:
-            return Decision(dag_id, Outcome.DEAD, error=f"params mapper raised {_describe(exc)}")
+            return Decision(
+                dag_id, Outcome.DEAD, error=f"params mapper raised {describe_exception(exc)}"
+            )
         if not isinstance(params, Mapping):
             return Decision(
                 dag_id,
@@ -88,7 +92,7 @@ def _decide(event: Event, sub: Subscription) -> Decision:
     except ParamError as exc:
         return Decision(dag_id, Outcome.DEAD, error=str(exc))
     except Exception as exc:  # whatever a mapper returned, one event must never block a source
-        return Decision(dag_id, Outcome.DEAD, error=f"invalid params: {_describe(exc)}")
+        return Decision(dag_id, Outcome.DEAD, error=f"invalid params: {describe_exception(exc)}")
     return Decision(dag_id, Outcome.RAN, params=run_params)
 
 
@@ -100,7 +104,3 @@ def summarize(decisions: Sequence[Decision]) -> Outcome:
         if outcome in outcomes:
             return outcome
     return Outcome.FILTERED
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -6,7 +6,6 @@ No I/O and no aiokafka import: ``sensors.kafka`` is the shell around these funct
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -15,7 +14,6 @@ from .base import Event
 
 __all__ = [
     "KAFKA_SOURCE",
-    "Backoff",
     "KafkaRecord",
     "dead_letter_headers",
     "event_from_record",
@@ -120,16 +118,3 @@ def dead_letter_headers(record: KafkaRecord, error: str) -> list[tuple[str, byte
         ("podium.event_id", kafka_event_id(record.topic, record.partition, record.offset).encode()),
         ("podium.error", error.encode("utf-8", errors="replace")),
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential delays: ``initial``, ``2 * initial``, ... up to ``maximum`` seconds."""
-
-    initial: float = 0.2
-    maximum: float = 5.0
-
-    def delay(self, failures: int) -> float:
-        """The wait after ``failures`` consecutive failures (1 for the first)."""
-        exponent = max(0, min(failures - 1, 32))
-        return float(min(self.maximum, self.initial * 2**exponent))

@@ -34,10 +34,10 @@ from aiokafka.errors import (
     KafkaTimeoutError,
 )
 
-from engine.errors import SourceError, TriggerError
+from engine.backoff import Backoff
+from engine.errors import SourceError, TriggerError, describe_exception
 
 from ._kafka_helpers import (
-    Backoff,
     KafkaRecord,
     dead_letter_headers,
     event_from_record,
@@ -293,26 +293,27 @@ class KafkaSource:
 
     async def run(self, sink: EventSink) -> NoReturn:
         """Consume until cancelled, opening a new consumer after any Kafka or network failure."""
-        failures = 0
+        delays = self.backoff.delays()
         while True:
             session = _ConsumerSession(self, sink)
             try:
                 await session.run()
             except KAFKA_ERRORS as exc:
-                failures = 1 if session.healthy else failures + 1
-                delay = self.backoff.delay(failures)
+                if session.healthy:
+                    delays.reset()  # it polled since the last failure: a new run of failures
+                delay = next(delays)
                 self.stats.reconnects += 1
                 log.warning(
                     "%s (group %s): %s; reconnecting in %.1fs",
                     self.describe(),
                     self.trigger.group_id,
-                    _describe(exc),
+                    describe_exception(exc),
                     delay,
                 )
             await anyio.sleep(delay)
 
 
-class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+class _ConsumerSession(ConsumerRebalanceListener):  # aiokafka is untyped: a subclass of Any
     """One consumer's life: start, poll-store-commit until a failure or cancellation, close."""
 
     def __init__(self, source: KafkaSource, sink: EventSink) -> None:
@@ -390,7 +391,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
                             "%s: closing the %s: %s",
                             self.source.describe(),
                             name,
-                            "; ".join(_describe(e) for e in group.exceptions),
+                            "; ".join(describe_exception(e) for e in group.exceptions),
                         )
                 if scope.cancelled_caught:
                     log.warning(
@@ -455,21 +456,20 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
 
     async def _store(self, events: list[Event]) -> list[str]:
         """Publish ``events`` and wait for their outcomes, again and again until the store works."""
-        failures = 0
+        delays = self.source.backoff.delays()
         while True:
             batch = EventBatch(self.source.subscription, events)
             await self.sink.publish(batch)
             try:
                 return await batch.stored()
             except Exception as exc:  # the engine could not store the batch: nothing is acked
-                failures += 1
                 self.stats.store_retries += 1
-                delay = self.source.backoff.delay(failures)
+                delay = next(delays)
                 log.warning(
                     "%s: storing %d event(s) failed (%s); retrying in %.1fs",
                     self.source.describe(),
                     len(events),
-                    _describe(exc),
+                    describe_exception(exc),
                     delay,
                 )
                 await anyio.sleep(delay)
@@ -515,7 +515,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
                     self.source.describe(),
                     kafka_event_id(record.topic, record.partition, record.offset),
                     topic,
-                    _describe(exc),
+                    describe_exception(exc),
                 )
                 continue
             self.stats.dead_lettered += 1
@@ -564,7 +564,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # type: ignore[misc]  # aiok
                 log.warning(
                     "%s: commit before rebalance failed (%s); those messages will be redelivered",
                     self.source.describe(),
-                    _describe(exc),
+                    describe_exception(exc),
                 )
         for tp in revoked:
             self._stored.pop(tp, None)
@@ -599,10 +599,3 @@ async def _stop_client(client: Any) -> None:
         connections = getattr(client, "_client", None) or getattr(client, "client", None)
         if connections is not None:
             await connections.close()
-
-
-def _describe(exc: BaseException) -> str:
-    name, text = type(exc).__name__, str(exc).strip()
-    if not text or text == name:
-        return name
-    return text if text.startswith(f"{name}:") else f"{name}: {text}"

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, get_args
 import aiohttp
 import anyio
 from aiobotocore.session import get_session
-from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+from botocore.exceptions import (
     BotoCoreError,
     ClientError,
 )
 
-from engine.errors import TriggerError
+from engine.backoff import Backoff
+from engine.errors import TriggerError, describe_exception
 
 from ._kafka_helpers import KafkaRecord, kafka_event_id
 from .base import Event, EventBatch, EventFilter, EventSink, EventSource, ParamsMapper, Trigger
@@ -63,8 +64,7 @@ AWS_ERRORS: tuple[type[BaseException], ...] = (
 
 _STARTS: tuple[str, ...] = get_args(Start)
 _DEFAULT_VISIBILITY = 60
-_BACKOFF_MIN = 0.5
-_BACKOFF_MAX = 30.0
+_RECONNECT = Backoff(0.5, cap=30.0)
 _CLOSE_TIMEOUT = 5.0
 
 
@@ -335,19 +335,22 @@ class S3SqsSource:
 
     async def run(self, sink: EventSink) -> NoReturn:
         session = get_session()
-        delay = _BACKOFF_MIN
+        delays = _RECONNECT.delays()
         while True:
             try:
                 async with _aws_client(session, "sqs", self._client_kwargs) as sqs:
                     while True:
                         await self._receive_once(sqs, sink)
-                        delay = _BACKOFF_MIN
+                        delays.reset()
             except AWS_ERRORS as exc:
+                delay = next(delays)
                 log.warning(
-                    "%s: %s; reconnecting in %.1fs", self.subscription, _describe(exc), delay
+                    "%s: %s; reconnecting in %.1fs",
+                    self.subscription,
+                    describe_exception(exc),
+                    delay,
                 )
             await anyio.sleep(delay)
-            delay = min(delay * 2, _BACKOFF_MAX)
 
     async def _receive_once(self, sqs: Any, sink: EventSink) -> None:
         while not sink.accepting:
@@ -396,7 +399,7 @@ class S3SqsSource:
                 self.subscription,
                 len(events),
                 len(messages),
-                _describe(failure),
+                describe_exception(failure),
             )
             return False
         return True
@@ -481,7 +484,7 @@ class S3PollSource:
         stored = await sink.load_cursor(self.cursor_id)
         cursor = None if stored is None else PollCursor.from_json(stored, lookback=self.lookback)
         session = get_session()
-        delay = _BACKOFF_MIN
+        delays = _RECONNECT.delays()
         while True:
             try:
                 async with _aws_client(session, "s3", self._client_kwargs) as s3:
@@ -489,14 +492,17 @@ class S3PollSource:
                         while not sink.accepting:
                             await sink.wait_accepting()
                         cursor = await self._poll(s3, sink, cursor)
-                        delay = _BACKOFF_MIN
+                        delays.reset()
                         await anyio.sleep(self.poll_interval)
             except AWS_ERRORS as exc:
+                delay = next(delays)
                 log.warning(
-                    "%s: %s; listing again in %.1fs", self.subscription, _describe(exc), delay
+                    "%s: %s; listing again in %.1fs",
+                    self.subscription,
+                    describe_exception(exc),
+                    delay,
                 )
             await anyio.sleep(delay)
-            delay = min(delay * 2, _BACKOFF_MAX)
 
     async def _poll(self, s3: Any, sink: EventSink, cursor: PollCursor | None) -> PollCursor | None:
         """One listing; returns the cursor as committed afterwards (None: no baseline yet)."""
@@ -541,7 +547,7 @@ class S3PollSource:
                 "%s: %d event(s) not stored (%s); the next poll emits them again",
                 self.subscription,
                 len(events),
-                _describe(exc),
+                describe_exception(exc),
             )
             return False
         if events:
@@ -571,10 +577,6 @@ def _client_kwargs(
         kwargs["region_name"] = region_name
     kwargs.update(options)
     return kwargs
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 __all__ = [

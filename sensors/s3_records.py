@@ -55,6 +55,8 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from engine.errors import describe_exception
+
 from .base import Event
 
 __all__ = [
@@ -131,7 +133,9 @@ def events_from_notification(
     try:
         return _parse(body, source_id=source_id, only=only, raw=raw, depth=0)
     except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as exc:
-        return [_bad(source_id, f"not an S3 event notification: {_describe(exc)}", raw, body)]
+        return [
+            _bad(source_id, f"not an S3 event notification: {describe_exception(exc)}", raw, body)
+        ]
 
 
 def _parse(
@@ -154,7 +158,7 @@ def _parse(
                 event = _from_record(record, only)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 event = _bad(
-                    f"{source_id}#{index}", f"bad S3 record: {_describe(exc)}", raw, record
+                    f"{source_id}#{index}", f"bad S3 record: {describe_exception(exc)}", raw, record
                 )
             if event is not None:
                 events.append(event)
@@ -382,7 +386,3 @@ def _epoch(value: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

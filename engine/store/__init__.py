@@ -1,14 +1,36 @@
-"""SQLite state store: schema, named queries, the batched writer, the owner lock."""
+"""SQLite state store: schema, named queries, the rows it hands out, the batched writer, the owner lock."""
 
 from .lock import OwnerLock, is_owned
+from .records import (
+    DagRow,
+    EventRow,
+    KeyRow,
+    LogRow,
+    OperationRow,
+    RequestRow,
+    RequestStatusRow,
+    RunRow,
+    TaskRow,
+    TryRow,
+)
 from .store import Durability, Store, run_from_row, task_from_row
 from .writer import StoreWriter
 
 __all__ = [
+    "DagRow",
     "Durability",
+    "EventRow",
+    "KeyRow",
+    "LogRow",
+    "OperationRow",
     "OwnerLock",
+    "RequestRow",
+    "RequestStatusRow",
+    "RunRow",
     "Store",
     "StoreWriter",
+    "TaskRow",
+    "TryRow",
     "is_owned",
     "run_from_row",
     "task_from_row",

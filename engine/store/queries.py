@@ -1,15 +1,22 @@
-"""Every SQL statement the engine runs, by name."""
+"""Every SQL statement the engine runs, by name.
+
+A SELECT whose rows the store hands out lists its record's fields (``records.py``), in order.
+"""
 
 from __future__ import annotations
 
-RUN_COLUMNS = (
-    "seq, run_id, dag_id, run_key, state, params, logical_date, trigger, event, "
-    "created_at, started_at, finished_at, note"
-)
-TASK_COLUMNS = (
-    "run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at, "
-    "result, error, traceback, checkpoint, try_offset"
-)
+from . import records
+
+RUN_COLUMNS = ", ".join(records.RunRow._fields)
+TASK_COLUMNS = ", ".join(records.TaskRow._fields)
+TRY_COLUMNS = ", ".join(records.TryRow._fields)
+DAG_COLUMNS = ", ".join(records.DagRow._fields)
+EVENT_COLUMNS = ", ".join(records.EventRow._fields)
+LOG_COLUMNS = ", ".join(records.LogRow._fields)
+OPERATION_COLUMNS = ", ".join(records.OperationRow._fields)
+REQUEST_COLUMNS = ", ".join(records.RequestRow._fields)
+REQUEST_STATUS_COLUMNS = ", ".join(records.RequestStatusRow._fields)
+KEY_COLUMNS = ", ".join(records.KeyRow._fields)
 
 INSERT_RUN = """
 INSERT INTO runs (run_id, dag_id, run_key, state, params, logical_date, trigger, event, created_at)
@@ -57,12 +64,8 @@ ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, hostname = excluded.hostname,
 """
 CLEAR_OWNER = "DELETE FROM engine_owner WHERE id = 1 AND pid = ?"
 
-SELECT_DAG = (
-    "SELECT dag_id, description, source_file, paused, updated_at FROM dags WHERE dag_id = ?"
-)
-SELECT_DAGS = (
-    "SELECT dag_id, description, source_file, paused, updated_at FROM dags ORDER BY dag_id"
-)
+SELECT_DAG = f"SELECT {DAG_COLUMNS} FROM dags WHERE dag_id = ?"
+SELECT_DAGS = f"SELECT {DAG_COLUMNS} FROM dags ORDER BY dag_id"
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
 SELECT_RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM runs WHERE dag_id = ? AND run_key = ?"
@@ -75,8 +78,8 @@ SELECT_QUEUED_RUNS_AFTER = (
 SELECT_MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM runs"
 
 SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM task_instances WHERE run_id = ?"
-SELECT_TRIES = """
-SELECT run_id, task_id, try_number, state, started_at, finished_at, error, traceback
+SELECT_TRIES = f"""
+SELECT {TRY_COLUMNS}
 FROM task_tries WHERE run_id = ? ORDER BY task_id, try_number
 """
 
@@ -124,8 +127,8 @@ ON CONFLICT (sensor_id) DO UPDATE SET cursor = excluded.cursor, updated_at = exc
 """
 SELECT_CURSOR = "SELECT cursor FROM sensor_cursors WHERE sensor_id = ?"
 
-SELECT_EVENTS = """
-SELECT event_id, dag_id, source, received_at, outcome, run_id, error, payload FROM events
+SELECT_EVENTS = f"""
+SELECT {EVENT_COLUMNS} FROM events
 WHERE (? IS NULL OR outcome = ?) ORDER BY received_at DESC LIMIT ?
 """
 
@@ -133,15 +136,15 @@ WHERE (? IS NULL OR outcome = ?) ORDER BY received_at DESC LIMIT ?
 def select_existing_keys(count: int) -> str:
     """(dag_id, run_key) pairs among ``count`` candidate keys; parameters: the keys."""
     marks = ", ".join("?" * count)
-    return f"SELECT dag_id, run_key, run_id FROM runs WHERE run_key IN ({marks})"
+    return f"SELECT {KEY_COLUMNS} FROM runs WHERE run_key IN ({marks})"
 
 
 INSERT_LOG = """
 INSERT OR REPLACE INTO task_logs (run_id, task_id, try_number, line_no, ts, level, message)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
-SELECT_LOGS = """
-SELECT try_number, line_no, ts, level, message FROM task_logs
+SELECT_LOGS = f"""
+SELECT {LOG_COLUMNS} FROM task_logs
 WHERE run_id = ? AND task_id = ? AND (? IS NULL OR try_number = ?) AND line_no > ?
 ORDER BY try_number, line_no
 """
@@ -149,8 +152,8 @@ ORDER BY try_number, line_no
 INSERT_OPERATION = """
 INSERT INTO operations (ts, actor, operation, dag_id, run_id, details) VALUES (?, ?, ?, ?, ?, ?)
 """
-SELECT_OPERATIONS = """
-SELECT id, ts, actor, operation, dag_id, run_id, details FROM operations
+SELECT_OPERATIONS = f"""
+SELECT {OPERATION_COLUMNS} FROM operations
 WHERE (? IS NULL OR run_id = ?) AND (? IS NULL OR dag_id = ?) ORDER BY id DESC LIMIT ?
 """
 SET_PAUSED = "UPDATE dags SET paused = ? WHERE dag_id = ?"
@@ -164,13 +167,10 @@ WHERE run_id = ? AND task_id = ?
 
 INSERT_REQUEST = "INSERT INTO requests (ts, actor, operation, args) VALUES (?, ?, ?, ?)"
 SELECT_PENDING_REQUESTS = (
-    "SELECT id, actor, operation, args FROM requests WHERE state = 'pending' ORDER BY id"
+    f"SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'pending' ORDER BY id"
 )
-SELECT_REQUEST = "SELECT id, state, result, error FROM requests WHERE id = ?"
+SELECT_REQUEST = f"SELECT {REQUEST_STATUS_COLUMNS} FROM requests WHERE id = ?"
 FINISH_REQUEST = "UPDATE requests SET state = ?, result = ?, error = ? WHERE id = ?"
-SELECT_RUNS_BY_KEYS_PREFIX = """
-SELECT run_key, state FROM runs WHERE dag_id = ? AND run_key >= ? AND run_key < ?
-"""
 ABANDON_REQUESTS = (
     "UPDATE requests SET state = 'failed', error = 'engine stopped while running it' "
     "WHERE state = 'running'"

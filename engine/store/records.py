@@ -1,4 +1,10 @@
-"""Store rows as named records: the one place that knows each query's column order."""
+"""The rows the store hands out, as named records: read them by name (``row.state``), not by position.
+
+Each record's fields are its query's columns, in order: the column lists in ``queries.py`` are built
+from these fields, and ``tests/unit/test_store_records.py`` checks every named query against the schema.
+They are ``NamedTuple`` classes, so a row is still a tuple (cheap to build from what SQLite returns,
+and unpacking keeps working while callers move to names).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,14 @@ from typing import NamedTuple
 
 
 class RunRow(NamedTuple):
-    """A row of ``runs`` (columns of ``queries.RUN_COLUMNS``)."""
+    """A row of ``runs``: one DAG run. ``params`` and ``event`` are serialized JSON."""
 
     seq: int
     run_id: str
     dag_id: str
     run_key: str
     state: str
-    params: bytes | None
+    params: bytes
     logical_date: float | None
     trigger: str
     event: bytes | None
@@ -24,7 +30,7 @@ class RunRow(NamedTuple):
 
 
 class TaskRow(NamedTuple):
-    """A row of ``task_instances`` (columns of ``queries.TASK_COLUMNS``)."""
+    """A row of ``task_instances``: one task of one run. ``result``/``checkpoint`` are serialized."""
 
     run_id: str
     task_id: str
@@ -39,3 +45,88 @@ class TaskRow(NamedTuple):
     traceback: str | None
     checkpoint: bytes | None
     try_offset: int
+
+
+class TryRow(NamedTuple):
+    """A row of ``task_tries``: one try of one task."""
+
+    run_id: str
+    task_id: str
+    try_number: int
+    state: str
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    traceback: str | None
+
+
+class EventRow(NamedTuple):
+    """A row of ``events``: one event's outcome for one DAG. ``payload`` is serialized."""
+
+    event_id: str
+    dag_id: str
+    source: str
+    received_at: float
+    outcome: str
+    run_id: str | None
+    error: str | None
+    payload: bytes | None
+
+
+class LogRow(NamedTuple):
+    """A line of ``task_logs`` (the run and task are the query's)."""
+
+    try_number: int
+    line_no: int
+    ts: float
+    level: str
+    message: str
+
+
+class OperationRow(NamedTuple):
+    """A row of ``operations``: one operator action, for the audit log. ``details`` is serialized."""
+
+    id: int
+    ts: float
+    actor: str
+    operation: str
+    dag_id: str | None
+    run_id: str | None
+    details: bytes | None
+
+
+class RequestRow(NamedTuple):
+    """A pending row of ``requests``: an operation another process asked the engine to do."""
+
+    id: int
+    actor: str
+    operation: str
+    args: bytes
+
+
+class RequestStatusRow(NamedTuple):
+    """Where a request stands: ``state`` is pending, running, done or failed; ``result`` is
+    serialized."""
+
+    id: int
+    state: str
+    result: bytes | None
+    error: str | None
+
+
+class DagRow(NamedTuple):
+    """A row of ``dags``: a DAG an engine served. ``description`` is serialized."""
+
+    dag_id: str
+    description: bytes
+    source_file: str | None
+    paused: int
+    updated_at: float
+
+
+class KeyRow(NamedTuple):
+    """An existing run found by its key."""
+
+    dag_id: str
+    run_key: str
+    run_id: str

@@ -6,10 +6,10 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import aiosqlite
 import anyio
@@ -20,11 +20,23 @@ from ..models import Run, RunSource, TaskInstance, TaskTry, epoch_to_datetime
 from ..states import RunState, TaskState
 from . import queries as q
 from .lock import OwnerLock
-from .records import RunRow, TaskRow
+from .records import (
+    DagRow,
+    EventRow,
+    KeyRow,
+    LogRow,
+    OperationRow,
+    RequestRow,
+    RequestStatusRow,
+    RunRow,
+    TaskRow,
+    TryRow,
+)
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .writer import StoreWriter
 
 Durability = Literal["normal", "full"]
+Record = TypeVar("Record", bound=tuple[Any, ...])
 
 
 class Store:
@@ -189,18 +201,30 @@ class Store:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def _records(
+        self, record: Callable[[Iterable[Any]], Record], sql: str, params: Sequence[Any] = ()
+    ) -> list[Record]:
+        return list(map(record, await self._fetchall(sql, params)))
+
+    async def _record(
+        self, record: Callable[[Iterable[Any]], Record], sql: str, params: Sequence[Any] = ()
+    ) -> Record | None:
+        rows = await self._fetchall(sql, params)
+        return record(rows[0]) if rows else None
+
     async def get_run(self, run_id: str, *, source: RunSource | None = None) -> Run:
         run_rows, task_rows, try_rows = await self._read_snapshot(
             [(q.SELECT_RUN, (run_id,)), (q.SELECT_TASKS, (run_id,)), (q.SELECT_TRIES, (run_id,))]
         )
         if not run_rows:
             raise RunNotFoundError(f"no run {run_id!r} in {self.path}")
-        return run_from_row(run_rows[0], _tasks_from_rows(task_rows, try_rows), source)
+        return run_from_row(
+            RunRow._make(run_rows[0]), _tasks_from_rows(task_rows, try_rows), source
+        )
 
     async def find_run(self, dag_id: str, run_key: str) -> RunRow | None:
-        """The row of the run with this key, or None."""
-        row = await self._fetchone(q.SELECT_RUN_BY_KEY, (dag_id, run_key))
-        return None if row is None else RunRow(*row)
+        """The stored row of the run with this key, or None."""
+        return await self._record(RunRow._make, q.SELECT_RUN_BY_KEY, (dag_id, run_key))
 
     async def task_instances(self, run_id: str) -> dict[str, TaskInstance]:
         task_rows, try_rows = await self._read_snapshot(
@@ -233,21 +257,23 @@ class Store:
             trigger=trigger is not None,
             key_prefix=key_prefix is not None,
         )
-        rows = await self._fetchall(sql, params)
+        rows = await self._records(RunRow._make, sql, params)
         return [run_from_row(r, {}, source) for r in rows]
 
     async def unfinished_run_rows(self) -> list[RunRow]:
-        return [RunRow(*r) for r in await self._fetchall(q.SELECT_UNFINISHED_RUNS)]
+        """Queued, running and paused runs, oldest first."""
+        return await self._records(RunRow._make, q.SELECT_UNFINISHED_RUNS)
 
     async def queued_run_rows_after(self, seq: int) -> list[RunRow]:
-        return [RunRow(*r) for r in await self._fetchall(q.SELECT_QUEUED_RUNS_AFTER, (seq,))]
+        """Queued runs stored after ``seq`` (by another process), oldest first."""
+        return await self._records(RunRow._make, q.SELECT_QUEUED_RUNS_AFTER, (seq,))
 
     async def max_seq(self) -> int:
         row = await self._fetchone(q.SELECT_MAX_SEQ)
         return int(row[0])
 
     async def task_rows(self, run_id: str) -> list[TaskRow]:
-        return [TaskRow(*r) for r in await self._fetchall(q.SELECT_TASKS, (run_id,))]
+        return await self._records(TaskRow._make, q.SELECT_TASKS, (run_id,))
 
     async def existing_keys(self, keys: Sequence[str]) -> dict[tuple[str, str], str]:
         """Runs that already exist for any of these run keys: (dag_id, run_key) -> run_id."""
@@ -255,37 +281,40 @@ class Store:
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), 500):
             chunk = unique[i : i + 500]
-            for dag_id, run_key, run_id in await self._fetchall(
-                q.select_existing_keys(len(chunk)), chunk
-            ):
-                found[(dag_id, run_key)] = run_id
+            for row in await self._records(KeyRow._make, q.select_existing_keys(len(chunk)), chunk):
+                found[(row.dag_id, row.run_key)] = row.run_id
         return found
 
     async def load_cursor(self, sensor_id: str) -> Any:
         row = await self._fetchone(q.SELECT_CURSOR, (sensor_id,))
         return None if row is None else serialization.loads(row[0])
 
-    async def events(self, *, outcome: str | None = None, limit: int = 100) -> list[Any]:
-        return await self._fetchall(q.SELECT_EVENTS, (outcome, outcome, limit))
+    async def events(self, *, outcome: str | None = None, limit: int = 100) -> list[EventRow]:
+        """Recorded events (all, or those with this outcome), newest first."""
+        return await self._records(EventRow._make, q.SELECT_EVENTS, (outcome, outcome, limit))
 
     async def task_logs(
         self, run_id: str, task_id: str, try_number: int | None = None, after_line: int = 0
-    ) -> list[Any]:
-        """Log lines of a task (one try, or all), oldest first: (try, line_no, ts, level, message)."""
-        return await self._fetchall(
-            q.SELECT_LOGS, (run_id, task_id, try_number, try_number, after_line)
+    ) -> list[LogRow]:
+        """Log lines of a task (one try, or all) after ``after_line``, oldest first."""
+        return await self._records(
+            LogRow._make, q.SELECT_LOGS, (run_id, task_id, try_number, try_number, after_line)
         )
 
     async def operations(
         self, *, run_id: str | None = None, dag_id: str | None = None, limit: int = 100
-    ) -> list[Any]:
-        return await self._fetchall(q.SELECT_OPERATIONS, (run_id, run_id, dag_id, dag_id, limit))
+    ) -> list[OperationRow]:
+        """Operator actions (of a run, of a DAG, or all), newest first."""
+        return await self._records(
+            OperationRow._make, q.SELECT_OPERATIONS, (run_id, run_id, dag_id, dag_id, limit)
+        )
 
-    async def pending_requests(self) -> list[Any]:
-        return await self._fetchall(q.SELECT_PENDING_REQUESTS)
+    async def pending_requests(self) -> list[RequestRow]:
+        return await self._records(RequestRow._make, q.SELECT_PENDING_REQUESTS)
 
-    async def request(self, request_id: int) -> Any:
-        return await self._fetchone(q.SELECT_REQUEST, (request_id,))
+    async def request(self, request_id: int) -> RequestStatusRow | None:
+        """Where the request stands, or None if there is no such request."""
+        return await self._record(RequestStatusRow._make, q.SELECT_REQUEST, (request_id,))
 
     async def insert_request(self, actor: str, operation: str, args: dict[str, Any]) -> int:
         """Queue an operation for the engine that owns this file (used by the CLI)."""
@@ -301,11 +330,11 @@ class Store:
     async def paused_dags(self) -> set[str]:
         return {row[0] for row in await self._fetchall(q.SELECT_PAUSED)}
 
-    async def dag_rows(self) -> list[Any]:
-        return await self._fetchall(q.SELECT_DAGS)
+    async def dag_rows(self) -> list[DagRow]:
+        return await self._records(DagRow._make, q.SELECT_DAGS)
 
-    async def dag_row(self, dag_id: str) -> Any:
-        return await self._fetchone(q.SELECT_DAG, (dag_id,))
+    async def dag_row(self, dag_id: str) -> DagRow | None:
+        return await self._record(DagRow._make, q.SELECT_DAG, (dag_id,))
 
 
 def _read_in_thread(
@@ -321,51 +350,56 @@ def _read_in_thread(
         raw.execute("COMMIT")
 
 
-def _tasks_from_rows(task_rows: Sequence[Any], try_rows: Sequence[Any]) -> dict[str, TaskInstance]:
+def _tasks_from_rows(
+    task_rows: Iterable[Sequence[Any]], try_rows: Iterable[Sequence[Any]]
+) -> dict[str, TaskInstance]:
     tries: dict[str, list[TaskTry]] = {}
-    for t in try_rows:
-        tries.setdefault(t[1], []).append(TaskTry(t[2], TaskState(t[3]), t[4], t[5], t[6], t[7]))
-    return {r[1]: task_from_row(r, tuple(tries.get(r[1], ()))) for r in task_rows}
+    for t in map(TryRow._make, try_rows):
+        tries.setdefault(t.task_id, []).append(
+            TaskTry(
+                t.try_number, TaskState(t.state), t.started_at, t.finished_at, t.error, t.traceback
+            )
+        )
+    return {
+        r.task_id: task_from_row(r, tuple(tries.get(r.task_id, ())))
+        for r in map(TaskRow._make, task_rows)
+    }
 
 
-def run_from_row(
-    row: Sequence[Any], tasks: dict[str, TaskInstance], source: RunSource | None
-) -> Run:
-    (seq, run_id, dag_id, run_key, state, params, logical_date, trigger, event,
-     created_at, started_at, finished_at, note) = row  # fmt: skip
+def run_from_row(row: RunRow, tasks: dict[str, TaskInstance], source: RunSource | None) -> Run:
+    """The run of a stored row, with these tasks (``{}`` for a summary)."""
     return Run(
-        run_id=run_id,
-        dag_id=dag_id,
-        key=run_key,
-        state=RunState(state),
-        params=serialization.loads(params) or {},
-        logical_date=epoch_to_datetime(logical_date),
-        trigger=trigger,
-        event=serialization.loads(event),
-        created_at=created_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        note=note,
-        seq=seq,
+        run_id=row.run_id,
+        dag_id=row.dag_id,
+        key=row.run_key,
+        state=RunState(row.state),
+        params=serialization.loads(row.params) or {},
+        logical_date=epoch_to_datetime(row.logical_date),
+        trigger=row.trigger,
+        event=serialization.loads(row.event),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        note=row.note,
+        seq=row.seq,
         tasks=tasks,
         _source=source,
     )
 
 
-def task_from_row(row: Sequence[Any], tries: tuple[TaskTry, ...] = ()) -> TaskInstance:
-    (_run_id, task_id, state, try_number, queued_at, started_at, finished_at, next_try_at,
-     result, error, traceback, checkpoint, _try_offset) = row  # fmt: skip
+def task_from_row(row: TaskRow, tries: tuple[TaskTry, ...] = ()) -> TaskInstance:
+    """The task instance of a stored row, with its tries."""
     return TaskInstance(
-        task_id=task_id,
-        state=TaskState(state),
-        try_number=try_number,
-        result=serialization.loads(result),
-        error=error,
-        traceback=traceback,
-        queued_at=queued_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        next_try_at=next_try_at,
-        checkpoint=serialization.loads(checkpoint),
+        task_id=row.task_id,
+        state=TaskState(row.state),
+        try_number=row.try_number,
+        result=serialization.loads(row.result),
+        error=row.error,
+        traceback=row.traceback,
+        queued_at=row.queued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        next_try_at=row.next_try_at,
+        checkpoint=serialization.loads(row.checkpoint),
         tries=tries,
     )

@@ -20,12 +20,14 @@ from typing import Any, NoReturn
 import aiosqlite
 import anyio
 
+from ..backoff import Backoff
 from ..errors import StoreError
 from . import queries as q
 
 log = logging.getLogger("podium.store")
 
-_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+#: A failed commit is tried again after 1/16 s, doubling up to 2 s.
+_RETRY = Backoff(0.0625, cap=2.0)
 
 
 class _Batch:
@@ -244,9 +246,9 @@ class StoreWriter:
 
     async def flush(self) -> None:
         """Return once every change recorded before this call is committed."""
-        batch = self._pending
+        batch: _Batch | None = self._pending
         if not batch:
-            batch = self._in_flight  # type: ignore[assignment]
+            batch = self._in_flight
             if batch is None:
                 return
         else:
@@ -295,15 +297,14 @@ class StoreWriter:
         self._pending = _Batch()
 
     async def _commit_with_retry(self, batch: _Batch) -> None:
-        attempt = 0
+        delays = _RETRY.delays()
         while True:
             try:
                 with anyio.CancelScope(shield=True):  # a commit, once begun, always completes
                     await self._commit(batch)
             except sqlite3.OperationalError as exc:
                 # disk full, read-only file, locked by another process: keep the batch and try again
-                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-                attempt += 1
+                delay = next(delays)
                 self.healthy = False
                 self.last_error = str(exc)
                 log.error(

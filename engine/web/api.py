@@ -65,13 +65,6 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what:
     return value
 
 
-def _operation(engine: Engine, name: str) -> Callable[..., Awaitable[Any]]:
-    op = getattr(engine, name, None)
-    if op is None:
-        raise ApiError(501, f"this engine does not support {name} yet")
-    return op  # type: ignore[no-any-return]
-
-
 def _dag_or_404(engine: Engine, dag_id: str) -> Any:
     dag = engine.dags.get(dag_id)
     if dag is None:
@@ -199,12 +192,12 @@ async def task_logs(request: web.Request) -> web.Response:
     rows = await st.engine.store.task_logs(run_id, task_id, try_number, after)
     lines = [
         {
-            "try_number": r[0],
-            "line": r[1],
-            "ts": r[2],
-            "ts_iso": iso(r[2]),
-            "level": r[3],
-            "message": r[4],
+            "try_number": r.try_number,
+            "line": r.line_no,
+            "ts": r.ts,
+            "ts_iso": iso(r.ts),
+            "level": r.level,
+            "message": r.message,
         }
         for r in rows
     ]
@@ -230,7 +223,7 @@ async def events(request: web.Request) -> web.Response:
 
 async def operations(request: web.Request) -> web.Response:
     st = state_of(request)
-    op = _operation(st.engine, "operations")
+    op = st.engine.operations
     limit = parse_int(request.query, "limit", 100, 1, MAX_PAGE)
     found = await op(
         run_id=request.query.get("run") or None,
@@ -280,7 +273,7 @@ async def cancel_run(request: web.Request) -> web.Response:
 
 async def cancel_task(request: web.Request) -> web.Response:
     st = state_of(request)
-    op = _operation(st.engine, "cancel_task")
+    op = st.engine.cancel_task
     body = await json_body(request)
     reason = _field(body, "reason", str, "a string") or "cancelled through the API"
     run_id = request.match_info["run_id"]
@@ -293,7 +286,7 @@ async def cancel_task(request: web.Request) -> web.Response:
 
 async def rerun(request: web.Request) -> web.Response:
     st = state_of(request)
-    op = _operation(st.engine, "rerun")
+    op = st.engine.rerun
     body = await json_body(request)
     tasks = _field(body, "tasks", list, "a list of task ids")
     if tasks is not None and not all(isinstance(t, str) for t in tasks):
@@ -308,14 +301,14 @@ async def rerun(request: web.Request) -> web.Response:
 
 async def resume(request: web.Request) -> web.Response:
     st = state_of(request)
-    op = _operation(st.engine, "resume")
+    op = st.engine.resume
     run = await op(request.match_info["run_id"])
     return json_response(await _run_out(request, run))
 
 
 async def pause(request: web.Request) -> web.Response:
     st = state_of(request)
-    op = _operation(st.engine, "pause_dag")
+    op = st.engine.pause_dag
     dag_id = request.match_info["dag_id"]
     _dag_or_404(st.engine, dag_id)
     await op(dag_id)
@@ -324,7 +317,7 @@ async def pause(request: web.Request) -> web.Response:
 
 async def unpause(request: web.Request) -> web.Response:
     st = state_of(request)
-    op = _operation(st.engine, "unpause_dag")
+    op = st.engine.unpause_dag
     dag_id = request.match_info["dag_id"]
     _dag_or_404(st.engine, dag_id)
     body = await json_body(request)
@@ -338,7 +331,7 @@ async def backfill(request: web.Request) -> web.Response:
     returns the outcome, or with ``"wait": false`` answers 202 at once and runs it in the
     server's background (outcome in the operations log and the runs list)."""
     st = state_of(request)
-    op = _operation(st.engine, "backfill")
+    op = st.engine.backfill
     dag_id = request.match_info["dag_id"]
     _dag_or_404(st.engine, dag_id)
     body = await json_body(request)

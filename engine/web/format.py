@@ -1,4 +1,5 @@
-"""Pure text formatting for the UI and the API: instants, durations, previews, error lines."""
+"""Pure text formatting for the UI and the API: instants, previews, error lines (durations:
+``engine.durations``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+
+from ..durations import format_duration
 
 PREVIEW_CHARS = 600
 
@@ -33,27 +36,10 @@ def zone_text(epoch: float | None, zone: ZoneInfo | None) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({zone.key})"
 
 
-def duration_text(seconds: float | None) -> str:
-    """``850 ms``, ``3.2 s``, ``4 m 05 s``, ``2 h 03 m``, ``3 d 04 h`` (empty for None)."""
-    if seconds is None:
-        return ""
-    s = max(seconds, 0.0)
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 60:
-        return f"{s:.1f} s"
-    whole = round(s)
-    if whole < 3600:
-        return f"{whole // 60} m {whole % 60:02d} s"
-    if whole < 86400:
-        return f"{whole // 3600} h {whole % 3600 // 60:02d} m"
-    return f"{whole // 86400} d {whole % 86400 // 3600:02d} h"
-
-
 def relative_text(epoch: float, now: float) -> str:
     """``in 3 h 00 m`` or ``5 m 10 s ago``."""
     delta = epoch - now
-    return f"in {duration_text(delta)}" if delta >= 0 else f"{duration_text(-delta)} ago"
+    return f"in {format_duration(delta)}" if delta >= 0 else f"{format_duration(-delta)} ago"
 
 
 def last_line(text: str | None) -> str:
@@ -80,7 +66,6 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
 
 
 __all__ = [
-    "duration_text",
     "iso",
     "last_line",
     "preview",

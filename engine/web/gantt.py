@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Literal
 
+from ..durations import format_duration
 from ..models import TaskInstance
 from ..states import TaskState
-from .format import duration_text, utc_text
+from .format import utc_text
 from .layout import label_of
 
 BarKind = Literal["queued", "running", "retry_wait"]
@@ -164,7 +165,7 @@ def gantt_svg(
             "retry_wait": f"waiting to retry (try {bar.try_number})",
         }[bar.kind]
         until = "now" if bar.ongoing else utc_text(bar.end)
-        title = f"{bar.task_id} — {what}, {duration_text(bar.end - bar.start)} ({utc_text(bar.start)} → {until})"
+        title = f"{bar.task_id} — {what}, {format_duration(bar.end - bar.start)} ({utc_text(bar.start)} → {until})"
         out.append(
             f'<rect class="bar {bar.kind} st-{escape(bar.state)}{" ongoing" if bar.ongoing else ""}" '
             f'data-task="{escape(bar.task_id)}" data-kind="{bar.kind}" x="{bx:.1f}" y="{y + inset:.1f}" '

@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from ..dag import DAG
+from ..durations import format_duration
 from ..models import Run
 from ..states import RunState
 from . import run_page
 from .common import RunFilter, dag_overview, list_runs, parse_int, paused_dags, state_of
-from .format import duration_text, relative_text, to_json
+from .format import relative_text, to_json
 from .layout import graph_svg, layout_graph
 from .status import dag_url, run_url
 from .templates import action_button, api_url, badge, esc, href, html_response, page, table, when
@@ -69,7 +70,7 @@ def _dag_row(engine: Engine, dag: DAG, info: dict[str, Any], *, now: float, base
     squares = (
         "".join(
             f'<a class="sq st-{esc(r["state"])}" href="{esc(r["url"])}" '
-            f'title="{esc(r["run_id"])}: {esc(r["state"])}, {esc(duration_text(r["duration"]))}"></a>'
+            f'title="{esc(r["run_id"])}: {esc(r["state"])}, {esc(format_duration(r["duration"]))}"></a>'
             for r in reversed(info["last_runs"])
         )
         or '<span class="muted">no runs yet</span>'
@@ -159,7 +160,7 @@ def _runs_table(
             f'<tr class="run st-{esc(r.state.value)}"><td><a href="{esc(run_url(base, r.run_id))}">{esc(r.run_id)}</a></td>'
             f"{dag_cell}<td>{badge(r.state.value)}</td>"
             f'<td title="{esc(r.key)}">{esc(r.trigger)}</td><td>{when(logical, zone)}</td>'
-            f"<td>{when(r.created_at, zone, now)}</td><td>{esc(duration_text(r.duration))}</td>"
+            f"<td>{when(r.created_at, zone, now)}</td><td>{esc(format_duration(r.duration))}</td>"
             f'<td class="small">{esc(r.note or "")}</td></tr>'
         )
     if not rows:

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..dag import DAG
+from ..durations import format_duration
 from ..models import Run, TaskInstance
 from ..states import RunState, TaskState
 from .common import limits_of, state_of
-from .format import duration_text, last_line, preview, to_json
+from .format import last_line, preview, to_json
 from .gantt import gantt_svg
 from .layout import graph_svg, layout_graph
 from .status import dag_url, is_slow, run_url, task_order, usual_durations, waiting_reason
@@ -134,7 +135,10 @@ def _run_header(run: Run, dag: DAG | None, engine: Engine, zone: Any, now: float
         ("Created", when(run.created_at, zone, now)),
         ("Started", when(run.started_at, zone, now)),
         ("Finished", f'<span data-field="run-finished">{when(run.finished_at, zone, now)}</span>'),
-        ("Duration", f'<span data-field="run-duration">{esc(duration_text(run.duration))}</span>'),
+        (
+            "Duration",
+            f'<span data-field="run-duration">{esc(format_duration(run.duration))}</span>',
+        ),
     ]
     if run.params:
         facts.append(("Params", f"<code>{esc(to_json(run.params))}</code>"))
@@ -211,19 +215,21 @@ def _task_panel(
         else "not started"
     )
     usual_text = (
-        f'<span class="usual">usual {esc(duration_text(usual))}</span>' if usual is not None else ""
+        f'<span class="usual">usual {esc(format_duration(usual))}</span>'
+        if usual is not None
+        else ""
     )
     slow_badge = '<span class="badge slow">slow</span>' if slow else ""
     summary = (
         f'<summary><span class="tname">{esc(tid)}</span>{badge(ti.state.value, field="state")}'
         f'<span class="tries" data-field="tries">{esc(tries_text)}</span>'
-        f'<span class="dur" data-field="duration">{esc(duration_text(duration))}</span>{usual_text}{slow_badge}'
+        f'<span class="dur" data-field="duration">{esc(format_duration(duration))}</span>{usual_text}{slow_badge}'
         f'<span class="err" data-field="error_line">{esc(last_line(ti.error))}</span>'
         f'<span class="reason" data-field="waiting_reason">{esc(reason or "")}</span></summary>'
     )
     try_rows = [
         f'<tr class="st-{esc(t.state.value)}"><td>{t.try_number}</td><td>{badge(t.state.value)}</td>'
-        f"<td>{when(t.started_at)}</td><td>{esc(duration_text(t.duration))}</td>"
+        f"<td>{when(t.started_at)}</td><td>{esc(format_duration(t.duration))}</td>"
         f'<td class="err">{esc(last_line(t.error))}</td></tr>'
         for t in ti.tries
     ]

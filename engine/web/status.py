@@ -9,9 +9,10 @@ from typing import Any
 from urllib.parse import quote
 
 from ..dag import DAG
+from ..durations import format_duration
 from ..models import Run, TaskInstance
 from ..states import RunState, TaskState
-from .format import duration_text, iso, last_line, preview, relative_text, utc_text
+from .format import iso, last_line, preview, relative_text, utc_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ def waiting_reason(
     if ti.state is TaskState.QUEUED:
         since = ""
         if ti.queued_at is not None:
-            since = f" for {duration_text(now - ti.queued_at)}"
+            since = f" for {format_duration(now - ti.queued_at)}"
         return f"waiting for a free slot{since}: {', '.join(_limits_of(task_id, dag, limits))}"
     if dag is not None and task_id in dag.tasks:
         node = dag.tasks[task_id]

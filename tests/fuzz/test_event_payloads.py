@@ -218,7 +218,7 @@ async def _runs_of(engine: Engine, event_ids: set[str]) -> list[tuple[str, str, 
         for key in event_ids:
             row = await engine.store.find_run(dag_id, key)
             if row is not None:
-                found.append((dag_id, key, row[1]))
+                found.append((dag_id, key, row.run_id))
     return sorted(found)
 
 

@@ -23,8 +23,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from engine.backoff import Backoff
 from engine.errors import StoreError, TriggerError
-from sensors._kafka_helpers import Backoff, event_from_record, next_offsets
+from sensors._kafka_helpers import event_from_record, next_offsets
 from sensors.base import Event, EventBatch
 from sensors.kafka import KafkaSource, KafkaTopic, source_for
 from sensors.sources import subscription_of
