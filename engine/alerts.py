@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import anyio
 import anyio.abc
 
@@ -203,6 +202,8 @@ class _Webhook:
         raise NotImplementedError
 
     async def send(self, alert: Alert) -> None:
+        import aiohttp  # loaded on first delivery: an engine without webhooks starts faster
+
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with (

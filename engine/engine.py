@@ -322,9 +322,12 @@ class Engine:
             self.http_port = await tg.start(
                 partial(serve_http, self, address[0], address[1], self.config.http_token)
             )
-        for row in await self._store.unfinished_run_rows():
+        unfinished = await self._store.unfinished_run_rows()
+        for row in unfinished:
             await self._book.adopt(row, recovering=True)
         await self._recorder.flush()
+        if unfinished:
+            log.info("resumed %d unfinished run(s) from %s", len(self._book), self.config.db)
         tg.start_soon(self._dispatcher.serve)
         tg.start_soon(self._driver.retries.serve)
         tg.start_soon(self._requests.serve)

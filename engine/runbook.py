@@ -217,7 +217,7 @@ class RunBook:
         elif run.state is RunState.QUEUED:
             self._admit(run)
         if recovering and row.state == RunState.RUNNING:
-            log.info("resuming run %s of %s", run.run_id, dag.dag_id)
+            log.debug("resuming run %s of %s", run.run_id, dag.dag_id)
 
     # -- admit --------------------------------------------------------------------------------------
 

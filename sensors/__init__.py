@@ -5,11 +5,32 @@ about DAGs. Every trigger implements ``Trigger`` (a timer's slots are its ``Sche
 your own that implements it works in ``triggers=[...]`` too.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .base import Event, EventBatch, EventSink, EventSource, Schedule, Trigger
 from .dag_completion import AfterDag
-from .kafka import KafkaTopic
-from .s3 import S3Events
 from .timers import Cron, Every
+
+if TYPE_CHECKING:
+    from .kafka import KafkaTopic
+    from .s3 import S3Events
+
+# The Kafka and S3 sensors pull in aiokafka and aiobotocore (most of a second of imports): they are
+# loaded on first use, so an engine whose DAGs use neither starts without them.
+_LAZY = {"KafkaTopic": ".kafka", "S3Events": ".s3"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AfterDag",
