@@ -68,20 +68,42 @@ class TaskOptions:
             raise DAGError(f"task {name!r}: priority must be an int, got {self.priority!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class _FunctionShape:
+    """What binding calls needs to know of a task function, computed once per function."""
+
+    fn: Callable[..., Any]
+    is_async: bool
+    signature: inspect.Signature
+    context_param: str | None
+    call_signature: inspect.Signature  # what callers bind against: without the Context parameter
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any]) -> _FunctionShape:
+        signature = inspect.signature(fn)
+        context_param = _find_context_param(signature)
+        call_signature = signature.replace(
+            parameters=[p for n, p in signature.parameters.items() if n != context_param]
+        )
+        return cls(fn, inspect.iscoroutinefunction(fn), signature, context_param, call_signature)
+
+
 class TaskDef(Generic[P, R]):
     """A function declared with ``@task``. Call it inside a ``@dag`` function to add it to the DAG."""
 
-    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
+    def __init__(
+        self, fn: Callable[P, R], options: TaskOptions, *, _shape: _FunctionShape | None = None
+    ) -> None:
         self.fn = fn
         self.options = options
         self.name = options.task_id or fn.__name__
-        self.is_async = inspect.iscoroutinefunction(fn)
-        self.signature = inspect.signature(fn)
-        self.context_param = _find_context_param(self.signature)
-        # what callers bind against: the signature without the Context parameter
-        self.call_signature = self.signature.replace(
-            parameters=[p for n, p in self.signature.parameters.items() if n != self.context_param]
-        )
+        # a task used many times (``override(task_id=...)`` in a loop) shares one analysis of fn
+        shape = _shape if _shape is not None and _shape.fn is fn else _FunctionShape.of(fn)
+        self._shape = shape
+        self.is_async = shape.is_async
+        self.signature = shape.signature
+        self.context_param = shape.context_param
+        self.call_signature = shape.call_signature
         options.validate(self.name)
         if options.trigger_rule is TriggerRule.ALWAYS:
             pass  # checked per use, where the inputs are known
@@ -91,7 +113,7 @@ class TaskDef(Generic[P, R]):
 
     def override(self, **changes: Any) -> TaskDef[P, R]:
         """The same task with some options replaced, e.g. ``clean.override(task_id="clean_eu")(rows)``."""
-        return TaskDef(self.fn, _make_options(self.options, **changes))
+        return TaskDef(self.fn, _make_options(self.options, **changes), _shape=self._shape)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         builder = _building.get()
@@ -182,7 +204,7 @@ def _as_refs(value: TaskRef | Sequence[TaskRef]) -> list[TaskRef]:
     raise DAGError(f">> and << take tasks or lists of tasks, got {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arg:
     """One bound argument of a task node: a constant, or a structure holding refs and params."""
 
@@ -190,7 +212,7 @@ class Arg:
     has_refs: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskNode:
     """One task in a built DAG: the definition, its bound arguments and its edges."""
 
