@@ -256,12 +256,11 @@ class RunDriver:
         which: str,
         error: BaseException | None,
     ) -> None:
-        callbacks = [getattr(rec.node.options, which)]
-        if which == "on_retry":
-            callbacks.append(run.dag.on_retry)
-        callbacks = [c for c in callbacks if callable(c)]
-        if not callbacks:
-            return
+        own = getattr(rec.node.options, which)
+        dag_wide = run.dag.on_retry if which == "on_retry" else None
+        if not callable(own) and not callable(dag_wide):
+            return  # the common case, on every try: nothing to call
+        callbacks = [c for c in (own, dag_wide) if callable(c)]
         if ctx is None:
             ctx = self._dispatcher.context(run, rec)
         ctx.error = error
