@@ -20,7 +20,7 @@ from ..errors import (
 )
 from . import api, pages
 from .common import STATE, ApiError, WebState, state_of
-from .templates import esc, html_response, page
+from .render import page_response
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -125,8 +125,14 @@ async def _errors(request: web.Request, handler: api.Handler) -> web.StreamRespo
     if _is_api(request):
         response = api.json_response({"error": message}, status)
     else:
-        body = f'<h1>{status}</h1><p class="err">{esc(message)}</p><p><a href="{esc(state_of(request).base)}/">Back to the DAG list</a></p>'
-        response = html_response(page(f"Error {status}", body, base=state_of(request).base), status)
+        response = page_response(
+            request,
+            "error.html",
+            title=f"Error {status}",
+            status=status,
+            code=status,
+            message=message,
+        )
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="podium"'
     return response

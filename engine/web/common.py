@@ -47,6 +47,8 @@ class WebState:
 
 
 STATE = web.AppKey("podium_web_state", WebState)
+SESSION = "podium.session"
+"""The request key holding the browser session that signed the request in (private reads)."""
 
 
 def state_of(request: web.Request) -> WebState:
@@ -275,6 +277,7 @@ async def dag_overview(
 
 
 __all__ = [
+    "SESSION",
     "STATE",
     "ApiError",
     "RunFilter",
