@@ -18,7 +18,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from ..durations import format_duration
-from .common import SESSION, state_of
+from .common import signed_in, state_of
 from .format import last_line, preview, relative_text, to_json, utc_text, zone_text
 from .status import dag_url, run_url
 
@@ -116,7 +116,7 @@ def page_response(
         template,
         title=title,
         base=state_of(request).base,
-        signed_in=request.get(SESSION) is not None,
+        signed_in=state_of(request).access.private_reads and signed_in(request),
         **context,
     )
     return html_response(text, status)
