@@ -227,6 +227,16 @@ def _http_args(p: argparse.ArgumentParser, default: str | None) -> None:
         "next to the state file)",
     )
     p.add_argument("--base-url", default=None, help="the UI's public address, for links in alerts")
+    p.add_argument(
+        "--public-read",
+        action="store_true",
+        help="off loopback, let anyone read (runs, params, logs, events) without the token",
+    )
+    p.add_argument(
+        "--private-probes",
+        action="store_true",
+        help="off loopback, /metrics and /api/health need the token too",
+    )
 
 
 def _path_arg(p: argparse.ArgumentParser) -> None:
@@ -274,6 +284,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         durability=args.durability,
         http=args.http,
         http_token=args.token,
+        http_public_read=args.public_read,
+        http_private_probes=args.private_probes,
         base_url=args.base_url or (f"http://{args.http}" if args.http else None),
     )
     stop = anyio.Event()

@@ -34,6 +34,8 @@ class EngineConfig:
     loop_lag_threshold: float = 0.5
     http: str | None = None
     http_token: str | None = None
+    http_public_read: bool = False
+    http_private_probes: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db", os.fspath(self.db))

@@ -84,7 +84,9 @@ class Engine:
     picked up. ``sensors``: start the DAGs' event sources (Kafka, S3, timers); off, runs start only
     by ``trigger``. ``high_water`` / ``low_water``: unfinished runs above which sensors stop pulling,
     and below which they resume. ``bus_size``: event batches the bus holds before publishers wait.
-    ``http``: serve the web UI and API on ``HOST:PORT`` (``http_token`` guards its writes).
+    ``http``: serve the web UI and API on ``HOST:PORT`` (``http_token`` guards its writes, and its reads
+    off loopback unless ``http_public_read``; ``http_private_probes`` guards ``/metrics`` and ``/api/health``
+    there too).
     """
 
     def __init__(
@@ -115,6 +117,8 @@ class Engine:
         loop_lag_threshold: float = 0.5,
         http: str | None = None,
         http_token: str | None = None,
+        http_public_read: bool = False,
+        http_private_probes: bool = False,
     ) -> None:
         self.config = EngineConfig(
             db=os.fspath(db), max_tasks=max_tasks, pools=pools or {}, max_threads=max_threads,
@@ -123,6 +127,7 @@ class Engine:
             high_water=high_water, low_water=low_water, bus_size=bus_size,
             capture_logs=capture_logs, max_log_bytes=max_log_bytes,
             loop_lag_threshold=loop_lag_threshold, http=http, http_token=http_token,
+            http_public_read=http_public_read, http_private_probes=http_private_probes,
         )  # fmt: skip
         config = self.config
         self.clock: Clock = clock or SystemClock()
@@ -320,8 +325,12 @@ class Engine:
             module, _, name = HTTP_SERVER.partition(":")
             serve_http = getattr(importlib.import_module(module), name)
             self.http_port = await tg.start(
-                partial(serve_http, self, address[0], address[1], self.config.http_token)
-            )
+                partial(
+                    serve_http, self, address[0], address[1], self.config.http_token,
+                    public_read=self.config.http_public_read,
+                    private_probes=self.config.http_private_probes,
+                )
+            )  # fmt: skip
         unfinished = await self._store.unfinished_run_rows()
         for row in unfinished:
             await self._book.adopt(row, recovering=True)

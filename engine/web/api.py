@@ -1,7 +1,7 @@
 """The JSON API under ``/api``: DAGs, runs, task logs, events, and the operator actions.
 
-Reads are open; every mutation (POST) needs ``Authorization: Bearer <token>`` (checked by the app's
-middleware). Errors are ``{"error": "..."}`` with a 4xx/5xx status. Operations the engine does not
+Every mutation (POST) needs ``Authorization: Bearer <token>``, and so does every read off loopback
+(checked by the app's middleware, see ``auth``). Errors are ``{"error": "..."}`` with a 4xx/5xx status. Operations the engine does not
 have yet (pause, rerun, ... from the recovery work) answer 501.
 """
 

@@ -1,11 +1,12 @@
-"""The aiohttp application: routes, bearer-token check on mutations, errors translated at the edge."""
+"""The aiohttp application: routes, the token check (mutations; reads too when private, see
+``auth``), errors translated at the edge."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 from importlib import resources
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -18,9 +19,10 @@ from ..errors import (
     RunNotFoundError,
     StoreError,
 )
-from . import api, pages
-from .common import STATE, ApiError, WebState, state_of
-from .templates import esc, html_response, page
+from . import api, login, pages
+from .auth import Access, bearer_matches
+from .common import STATE, ApiError, WebState, signed_in, state_of
+from .render import page_response
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -40,18 +42,37 @@ _SECURITY_HEADERS = {
 }
 
 
-def make_app(engine: Engine, *, token: str | None, base_path: str = "") -> web.Application:
+def make_app(
+    engine: Engine,
+    *,
+    token: str | None,
+    base_path: str = "",
+    private_reads: bool = False,
+    private_probes: bool = False,
+) -> web.Application:
     """The API and UI of a running ``engine`` as an aiohttp app.
 
     ``token``: the bearer token every mutation (POST) must carry; with None, mutations are refused
     (a read-only server). ``base_path``: a prefix such as ``/podium`` when served behind a proxy
-    under a sub-path; every route and link carries it.
+    under a sub-path; every route and link carries it. ``private_reads``: reads need the token
+    too (or a browser session from ``/login``); ``serve`` turns it on off loopback. An app you
+    mount yourself decides: pass ``private_reads=reads_are_private(host)``. ``private_probes``:
+    with private reads, ``/metrics`` and ``/api/health`` need the token as well.
     """
+    if private_reads and token is None:
+        raise PodiumError("private reads need a token")
     base = "/" + base_path.strip("/") if base_path.strip("/") else ""
     app = web.Application(middlewares=[_headers, _errors, _auth])
-    app[STATE] = WebState(engine=engine, token=token, base=base, static=_load_static())
+    app[STATE] = WebState(
+        engine=engine,
+        token=token,
+        base=base,
+        static=_load_static(),
+        access=Access(private_reads=private_reads, private_probes=private_probes),
+    )
     api.add_routes(app, base)
     pages.add_routes(app, base)
+    login.add_routes(app, base)
     app.router.add_get(f"{base}/static/{{name}}", _static)
     return app
 
@@ -81,19 +102,41 @@ def _is_api(request: web.Request) -> bool:
     return request.path.startswith(f"{base}/api") or request.path == f"{base}/metrics"
 
 
+def _open_paths(base: str, access: Access) -> frozenset[str]:
+    """Paths anyone may read even when reads are private."""
+    paths = {f"{base}/login"}
+    if not access.private_probes:
+        paths |= {f"{base}/metrics", f"{base}/api/health"}
+    return frozenset(paths)
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    st = state_of(request)
     if request.method in _MUTATING:
-        token = state_of(request).token
-        if token is None:
+        if request.path in (f"{st.base}/login", f"{st.base}/logout"):
+            return await handler(request)  # the form carries the token; logout needs none
+        if st.token is None:
             raise ApiError(403, "this server is read-only: it was started without a token")
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            value.strip().encode(), token.encode()
-        ):
+        if not bearer_matches(request.headers.get("Authorization", ""), st.token):
             raise ApiError(401, "mutations require Authorization: Bearer <token>")
-    return await handler(request)
+        return await handler(request)
+    if not st.access.private_reads:
+        return await handler(request)
+    path = request.path
+    if (
+        path in _open_paths(st.base, st.access)
+        or path.startswith(f"{st.base}/static/")
+        or bearer_matches(request.headers.get("Authorization", ""), st.token)
+        or signed_in(request)
+    ):
+        return await handler(request)
+    if _is_api(request):
+        raise ApiError(
+            401, "reads require Authorization: Bearer <token> (this server listens off loopback)"
+        )
+    target = f"{st.base}/login?{urlencode({'next': request.path_qs})}"
+    return web.Response(status=303, headers={"Location": target})
 
 
 def _status_of(exc: BaseException) -> int:
@@ -125,8 +168,14 @@ async def _errors(request: web.Request, handler: api.Handler) -> web.StreamRespo
     if _is_api(request):
         response = api.json_response({"error": message}, status)
     else:
-        body = f'<h1>{status}</h1><p class="err">{esc(message)}</p><p><a href="{esc(state_of(request).base)}/">Back to the DAG list</a></p>'
-        response = html_response(page(f"Error {status}", body, base=state_of(request).base), status)
+        response = page_response(
+            request,
+            "error.html",
+            title=f"Error {status}",
+            status=status,
+            code=status,
+            message=message,
+        )
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="podium"'
     return response

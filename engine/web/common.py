@@ -15,6 +15,7 @@ from ..dag import DAG
 from ..errors import DAGNotFoundError
 from ..models import Run
 from ..states import RunState
+from .auth import SESSION_COOKIE, Access, Sessions
 from .format import iso
 from .status import Limits, dag_url, run_summary, run_url
 from .triggers import dag_zone, describe_trigger
@@ -44,6 +45,8 @@ class WebState:
     base: str
     jobs: anyio.abc.TaskGroup | None = None  # set by ``serve``: background operations (backfill)
     static: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    access: Access = field(default_factory=Access)
+    sessions: Sessions = field(default_factory=Sessions)
 
 
 STATE = web.AppKey("podium_web_state", WebState)
@@ -51,6 +54,12 @@ STATE = web.AppKey("podium_web_state", WebState)
 
 def state_of(request: web.Request) -> WebState:
     return request.app[STATE]
+
+
+def signed_in(request: web.Request) -> bool:
+    """Whether the request carries a live browser session (from ``/login``)."""
+    st = state_of(request)
+    return st.sessions.valid(request.cookies.get(SESSION_COOKIE), st.engine.clock.now())
 
 
 async def paused_dags(engine: Engine) -> frozenset[str]:
@@ -285,5 +294,6 @@ __all__ = [
     "parse_instant",
     "parse_int",
     "paused_dags",
+    "signed_in",
     "state_of",
 ]

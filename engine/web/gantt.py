@@ -1,21 +1,23 @@
 """A run's timeline as an SVG Gantt chart: per task, time queued (waiting for a slot), each try's
 running time coloured by its outcome, and the wait between a failed try and the next.
 
-Pure: task instances and ``now`` in, bars and SVG text out.
+Pure: task instances and ``now`` in, bars and SVG text (template ``gantt.svg``) out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from html import escape
 from typing import Literal
+
+from markupsafe import Markup
 
 from ..durations import format_duration
 from ..models import TaskInstance
 from ..states import TaskState
 from .format import utc_text
 from .layout import label_of
+from .render import render
 
 BarKind = Literal["queued", "running", "retry_wait"]
 
@@ -115,7 +117,7 @@ def gantt_svg(
     now: float,
     origin: float | None = None,
     width: float = 1300.0,
-) -> str:
+) -> Markup:
     """The chart for the tasks in ``order`` (one row each), time 0 at ``origin`` (the run's
     creation), up to the last bar's end (``now`` for what still runs or waits)."""
     bars = gantt_bars({t: tasks[t] for t in order if t in tasks}, now)
@@ -130,34 +132,18 @@ def gantt_svg(
     def x(t: float) -> float:
         return LABEL_WIDTH + (t - t0) / span * plot
 
-    out = [
-        f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="task timeline">'
-    ]
+    ticks = []
     step = nice_step(span)
     tick = 0.0
     while tick <= span + 1e-9:
         tx = x(t0 + tick)
-        out.append(
-            f'<line class="tick" x1="{tx:.1f}" y1="{AXIS_HEIGHT - 4:.1f}" x2="{tx:.1f}" y2="{height:.1f}"/>'
-        )
-        if tx + 44 <= width:  # no label cut off at the right edge
-            out.append(
-                f'<text class="tick-label" x="{tx + 2:.1f}" y="{AXIS_HEIGHT - 8:.1f}">{_tick_label(tick)}</text>'
-            )
+        # no label cut off at the right edge
+        ticks.append({"x": tx, "label": _tick_label(tick) if tx + 44 <= width else None})
         tick += step
     rows = {tid: i for i, tid in enumerate(order)}
-    for tid, i in rows.items():
-        y = AXIS_HEIGHT + i * ROW_HEIGHT
-        out.append(
-            f'<g class="gantt-row" data-task="{escape(tid)}">'
-            f'<rect class="row-bg" x="0" y="{y:.1f}" width="{width:.0f}" height="{ROW_HEIGHT:.1f}"/>'
-            f'<text class="row-label" x="6" y="{y + 15:.1f}">{escape(label_of(tid))}</text></g>'
-        )
+    drawn = []
     for bar in bars:
-        y = AXIS_HEIGHT + rows[bar.task_id] * ROW_HEIGHT
         bx = x(bar.start)
-        bw = max(x(bar.end) - bx, 2.0)
         inset = {"running": 4.0, "queued": 8.0, "retry_wait": 9.0}[bar.kind]
         what = {
             "queued": "queued, waiting for a slot",
@@ -165,14 +151,34 @@ def gantt_svg(
             "retry_wait": f"waiting to retry (try {bar.try_number})",
         }[bar.kind]
         until = "now" if bar.ongoing else utc_text(bar.end)
-        title = f"{bar.task_id} — {what}, {format_duration(bar.end - bar.start)} ({utc_text(bar.start)} → {until})"
-        out.append(
-            f'<rect class="bar {bar.kind} st-{escape(bar.state)}{" ongoing" if bar.ongoing else ""}" '
-            f'data-task="{escape(bar.task_id)}" data-kind="{bar.kind}" x="{bx:.1f}" y="{y + inset:.1f}" '
-            f'width="{bw:.1f}" height="{ROW_HEIGHT - 2 * inset:.1f}" rx="2"><title>{escape(title)}</title></rect>'
+        drawn.append(
+            {
+                "tid": bar.task_id,
+                "kind": bar.kind,
+                "state": bar.state,
+                "ongoing": bar.ongoing,
+                "x": bx,
+                "y": AXIS_HEIGHT + rows[bar.task_id] * ROW_HEIGHT + inset,
+                "width": max(x(bar.end) - bx, 2.0),
+                "height": ROW_HEIGHT - 2 * inset,
+                "title": f"{bar.task_id} — {what}, {format_duration(bar.end - bar.start)} "
+                f"({utc_text(bar.start)} → {until})",
+            }
         )
-    out.append("</svg>")
-    return "".join(out)
+    return render(
+        "gantt.svg",
+        width=width,
+        height=height,
+        axis_y=AXIS_HEIGHT - 4,
+        label_y=AXIS_HEIGHT - 8,
+        row_height=ROW_HEIGHT,
+        ticks=ticks,
+        rows=[
+            {"tid": tid, "label": label_of(tid), "y": AXIS_HEIGHT + i * ROW_HEIGHT}
+            for tid, i in rows.items()
+        ],
+        bars=drawn,
+    )
 
 
 __all__ = ["GanttBar", "gantt_bars", "gantt_svg", "nice_step"]

@@ -10,7 +10,7 @@ Layered (Sugiyama-style) layout, small enough to read:
 4. **Coordinates**: columns left to right, each column's slots stacked and centred vertically.
 
 No I/O and no clock: ``layout_graph`` takes the graph as ``{task_id: upstream ids}`` and returns a
-``GraphLayout``; ``graph_svg`` turns that and the tasks' states into an SVG string.
+``GraphLayout``; ``graph_svg`` turns that and the tasks' states into SVG (template ``graph.svg``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from html import escape
+
+from markupsafe import Markup
+
+from .render import render
 
 NODE_HEIGHT = 38.0
 DUMMY_HEIGHT = 6.0
@@ -259,48 +262,29 @@ def graph_svg(
     *,
     notes: Mapping[str, str] | None = None,
     link_prefix: str | None = "#task-",
-) -> str:
-    """The laid-out graph as an inline SVG element.
+) -> Markup:
+    """The laid-out graph as an inline SVG element (template ``graph.svg``).
 
     Each task is a ``<g class="node st-STATE" data-task=ID>`` (the page's script changes the class
     as the run progresses); ``notes`` is a short second line per task (e.g. ``try 2``); with
     ``link_prefix`` a node links to ``link_prefix + task_id`` (the task's panel on the run page)."""
     states = states or {}
     notes = notes or {}
-    out = [
-        f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" '
-        f'viewBox="0 0 {layout.width:.0f} {layout.height:.0f}" '
-        f'width="{layout.width:.0f}" height="{layout.height:.0f}" role="img" '
-        f'aria-label="task graph">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        'class="arrowhead"/></marker></defs>',
+    edges = [
+        {"d": edge_path_d(e.points), "source": e.source, "target": e.target} for e in layout.edges
     ]
-    for edge in layout.edges:
-        out.append(
-            f'<path class="edge" d="{edge_path_d(edge.points)}" marker-end="url(#arrow)" '
-            f'data-from="{escape(edge.source)}" data-to="{escape(edge.target)}"/>'
-        )
-    for tid, box in layout.nodes.items():
-        state = states.get(tid, "none")
-        note = notes.get(tid, state)
-        body = (
-            f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.1f}" '
-            f'height="{box.height:.1f}" rx="6"/>'
-            f'<text class="node-label" x="{box.x + 10:.1f}" y="{box.y + 16:.1f}">'
-            f"{escape(label_of(tid))}</text>"
-            f'<text class="node-state" x="{box.x + 10:.1f}" y="{box.y + 30:.1f}">'
-            f"{escape(note)}</text>"
-            f"<title>{escape(tid)}: {escape(state)}</title>"
-        )
-        if link_prefix is not None:
-            body = f'<a href="{escape(link_prefix + tid)}">{body}</a>'
-        out.append(
-            f'<g class="node st-{escape(state)}" data-task="{escape(tid)}" '
-            f'data-state="{escape(state)}">{body}</g>'
-        )
-    out.append("</svg>")
-    return "".join(out)
+    nodes = [
+        {
+            "tid": tid,
+            "box": box,
+            "label": label_of(tid),
+            "state": states.get(tid, "none"),
+            "note": notes.get(tid, states.get(tid, "none")),
+            "link": None if link_prefix is None else link_prefix + tid,
+        }
+        for tid, box in layout.nodes.items()
+    ]
+    return render("graph.svg", width=layout.width, height=layout.height, edges=edges, nodes=nodes)
 
 
 __all__ = [

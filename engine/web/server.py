@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..errors import PodiumError
 from .app import make_app
+from .auth import reads_are_private
 from .common import STATE
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ async def serve(
     token: str | None = None,
     *,
     base_path: str = "",
+    public_read: bool = False,
+    private_probes: bool = False,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the API and UI of ``engine`` on ``host:port`` until cancelled.
@@ -69,6 +72,9 @@ async def serve(
     Start it with ``port = await tg.start(serve, engine, ...)``: readiness reports the bound port
     (useful with ``port=0``). Without ``token``, one is generated on first start, kept beside the
     state file (``<db>.token``) and printed once; mutations require ``Authorization: Bearer``.
+    Bound to anything but loopback, reads need the token too (a browser signs in once at
+    ``/login``) unless ``public_read``; ``/metrics`` and ``/api/health`` stay open unless
+    ``private_probes``.
     """
     if token is None:
         token, created = load_or_create_token(engine.db)
@@ -81,7 +87,14 @@ async def serve(
             )
         else:
             log.info("API token read from %s", token_file(engine.db))
-    app = make_app(engine, token=token, base_path=base_path)
+    private = reads_are_private(host, public_read=public_read)
+    app = make_app(
+        engine,
+        token=token,
+        base_path=base_path,
+        private_reads=private,
+        private_probes=private_probes,
+    )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=CLEANUP_TIMEOUT)
     await runner.setup()
     try:
@@ -96,7 +109,13 @@ async def serve(
                 ) from None
             bound = _bound_port(runner, port)
             base = app[STATE].base
-            log.info("serving the API and UI on http://%s:%d%s/", host, bound, base)
+            log.info(
+                "serving the API and UI on http://%s:%d%s/ (reads %s)",
+                host,
+                bound,
+                base,
+                "need the token" if private else "open",
+            )
             task_status.started(bound)
             await anyio.sleep_forever()
     finally:

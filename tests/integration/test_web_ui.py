@@ -27,6 +27,9 @@ import orjson
 
 from engine import Context, Engine, dag, task
 from engine.web import serve
+from sensors import KafkaTopic
+from sensors.base import Event, EventBatch
+from sensors.sources import subscription_of
 
 CHROMIUM = Path(os.environ.get("PODIUM_CHROMIUM", "/usr/bin/chromium"))
 DOCS_PNG = Path(__file__).resolve().parents[2] / "docs" / "run-page.png"
@@ -497,3 +500,156 @@ async def test_run_page_updates_live_without_reload(tmp_path: Path) -> None:
         (newest, _) = await engine.runs(dag_id="live")
         assert new_path == f"/runs/{newest.run_id}"
         assert [e for e in browser.errors if "401 (Unauthorized)" not in e] == []
+
+
+# -- hostile text stays text ------------------------------------------------------------------------
+
+PAYLOAD = (
+    "<script>window.__pwned=1;document.title='pwned'</script>"
+    '"><img src=x onerror="window.__pwned=2;document.title=\'pwned\'">'
+    "'><svg onload=window.__pwned=3>"
+    "</textarea></title></pre></code><script>window.__pwned=4</script>"
+)
+HOSTILE_TOPIC = KafkaTopic("hostile-topic")
+
+
+@task
+async def hostile_ok(ctx: Context, note: str = "") -> str:
+    ctx.log.warning("log line %s", PAYLOAD)
+    await ctx.checkpoint({"at": PAYLOAD})
+    return f"result {note}"
+
+
+@task
+async def hostile_fail(ctx: Context, value: str) -> None:
+    ctx.log.error("about to fail: %s", PAYLOAD)
+    raise ValueError(f"task error {PAYLOAD}")
+
+
+@dag(dag_id="hostile", triggers=[HOSTILE_TOPIC], description=f"description {PAYLOAD}")
+def hostile(note: str = f"default {PAYLOAD}") -> None:
+    hostile_fail(hostile_ok(note))
+
+
+NOT_PWNED = (
+    "window.__pwned === undefined && !document.title.includes('pwned')"
+    " && document.querySelectorAll('[onerror], [onload], img, body script:not([src])').length === 0"
+)
+
+
+async def test_hostile_params_errors_logs_and_events_are_shown_as_text(tmp_path: Path) -> None:
+    async with Engine(tmp_path / "x.db", dags=[hostile], sensors=False, shutdown_grace=1) as eng:
+        first = await eng.trigger("hostile", {"note": f"param {PAYLOAD}"}, key=f"key {PAYLOAD}")
+        triggered = await first.wait(20)
+        subscription = subscription_of(HOSTILE_TOPIC, dag_id="hostile", index=0)
+        batch = EventBatch(
+            subscription,
+            [
+                Event("kafka", "kafka:hostile-topic:0:7", {"body": f"event {PAYLOAD}"}),
+                Event("kafka", "kafka:hostile-topic:0:8", None, error=f"undecodable {PAYLOAD}"),
+            ],
+        )
+        await eng.sink.publish(batch)
+        assert await batch.stored() == ["ran", "dead"]
+        with anyio.fail_after(20):
+            while len(evented := await eng.runs(dag_id="hostile", state="failed")) < 2:
+                await anyio.sleep(0.02)
+        (from_event,) = [r for r in evented if r.run_id != triggered.run_id]
+        async with anyio.create_task_group() as tg, chromium(tmp_path) as browser:
+            port = await tg.start(functools.partial(serve, eng, "127.0.0.1", 0, "x-token"))
+            url = f"http://127.0.0.1:{port}"
+            page = await browser.new_page()
+            # with the page's Content-Security-Policy off, escaping alone stands between the
+            # payload and the page: an unescaped <script> or onerror= would run
+            await page.send("Page.setBypassCSP", {"enabled": True})
+            shown = {
+                "/": ["description "],
+                "/dags/hostile": ["description ", "default "],
+                "/runs": [],
+                "/events": ["undecodable "],
+                f"/runs/{triggered.run_id}": ["param ", "key ", "task error ", "result param "],
+                f"/runs/{from_event.run_id}": ["event ", "task error "],
+                "/dags/" + PAYLOAD.replace("/", "%2F"): ["no DAG '"],
+            }
+            for path, prefixes in shown.items():
+                await page.goto(url + path)
+                assert await page.js(NOT_PWNED), path
+                text = await page.js("document.body.innerText + document.title")
+                if path == f"/runs/{triggered.run_id}":  # the traceback and the checkpoint
+                    text += await page.js("document.body.textContent")
+                if path == "/runs":  # the run key, on hover
+                    text += await page.js(
+                        "[...document.querySelectorAll('td[title]')].map(td => td.title).join()"
+                    )
+                    assert "key " + PAYLOAD in text
+                if path == "/":  # the Trigger button's params prompt, pre-filled from an attribute
+                    text += await page.js(
+                        "document.querySelector('button[data-params]').dataset.params"
+                    )
+                    assert "default " + PAYLOAD in text.replace("\\", "")
+                for prefix in prefixes:
+                    assert prefix + PAYLOAD in text.replace("\\", ""), (path, prefix)
+            # the log lines arrive through the page's script once the task panel opens
+            await page.goto(f"{url}/runs/{triggered.run_id}#task-hostile_ok")
+            log = await page.until(
+                "(() => { const t = document.querySelector('#task-hostile_ok pre.log').innerText;"
+                f" return t.includes({PAYLOAD!r}) && t; }})()"
+            )
+            assert "log line " + PAYLOAD in log
+            failed_log = await page.until(
+                "(() => { const t = document.querySelector('#task-hostile_fail pre.log').innerText;"
+                " return t.includes('about to fail') && t; })()"
+            )
+            assert "about to fail: " + PAYLOAD in failed_log
+            assert await page.js(NOT_PWNED)
+            tg.cancel_scope.cancel()
+
+
+async def test_private_reads_sign_the_browser_in_once_with_an_httponly_cookie(
+    tmp_path: Path,
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from engine.web import make_app
+
+    async with Engine(tmp_path / "p.db", dags=[orders], pools={"db": 1}, sensors=False) as eng:
+        run = await (await eng.trigger("orders")).wait(20)
+        app = make_app(eng, token="ui-token", private_reads=True)  # as serve does off loopback
+        async with TestServer(app, host="127.0.0.1") as server, chromium(tmp_path) as browser:
+            url = f"http://127.0.0.1:{server.port}"
+            page = await browser.new_page()
+
+            async def submit(token: str) -> None:
+                loaded = browser.expect("Page.loadEventFired", page.session)
+                await page.js(
+                    f"document.querySelector('input[name=token]').value = {token!r};"
+                    " document.querySelector('form.login').submit()"
+                )
+                with anyio.fail_after(20):
+                    await loaded.wait()
+
+            await page.goto(f"{url}/runs/{run.run_id}")
+            assert await page.js("location.pathname") == "/login"
+            assert await page.js("document.querySelector('#graph')") is None
+            await submit("wrong")
+            assert await page.js("document.getElementById('refused').innerText") == (
+                "The token was refused."
+            )
+            await submit("ui-token")
+            assert await page.js("location.pathname") == f"/runs/{run.run_id}"
+            assert await page.js("document.querySelectorAll('#graph g.node').length") == 7
+            assert await page.js("document.cookie") == ""  # HttpOnly: no script reads it
+            # the page's own requests (the open failed task's log) carry the session
+            await page.until(
+                "document.querySelector('#task-load_orders pre.log').innerText"
+                ".includes('loading 3 rows')"
+            )
+            await page.goto(f"{url}/events")
+            assert await page.js("location.pathname") == "/events"
+            loaded = browser.expect("Page.loadEventFired", page.session)
+            await page.js("document.querySelector('form.logout button').click()")
+            with anyio.fail_after(20):
+                await loaded.wait()
+            assert await page.js("location.pathname") == "/login"
+            await page.goto(f"{url}/")
+            assert await page.js("location.pathname") == "/login"

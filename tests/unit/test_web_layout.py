@@ -216,6 +216,13 @@ def test_waiting_reasons_name_upstream_queue_and_retry() -> None:
 
 
 def test_public_surface() -> None:
-    assert sorted(engine.web.__all__) == ["load_or_create_token", "make_app", "serve", "token_file"]
+    assert sorted(engine.web.__all__) == [
+        "is_loopback",
+        "load_or_create_token",
+        "make_app",
+        "reads_are_private",
+        "serve",
+        "token_file",
+    ]
     for name in engine.web.__all__:
         assert getattr(engine.web, name) is not None
