@@ -240,10 +240,12 @@ def export(registry: CollectorRegistry, collector: EngineCollector) -> None:
     try:
         registry.register(collector)
     except ValueError as exc:  # prometheus_client's DuplicateTimeseries
+        names = sorted(getattr(exc, "duplicates", ()))
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise MetricsError(
-            f"this metrics registry already exports Podium's metrics ({exc}); one registry holds "
-            "one engine's metrics: give each Engine its own metrics_registry (or stop the other "
-            "engine first)"
+            f"this metrics registry already has {shown or 'these metrics'} (another engine's?); "
+            "one registry holds one engine's metrics: give each Engine its own metrics_registry "
+            "(or stop the other engine first)"
         ) from exc
 
 
