@@ -1,8 +1,11 @@
 """Podium: an asyncio, event-driven data orchestration engine with durable SQLite state.
 
-The public API: define pipelines with ``@task`` and ``@dag``, run them with ``Engine``.
+The public API: define pipelines with ``@task`` and ``@dag``, run them with ``Engine``; alerts go to
+``SlackWebhook``, ``JSONWebhook`` or ``CallbackNotifier`` (any ``Notifier``), tuned by
+``SlownessPolicy`` and ``SLA``. Triggers are in ``sensors``.
 """
 
+from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, SlackWebhook
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context
 from .dag import DAG, TaskDef, TaskRef, dag, task
@@ -11,6 +14,7 @@ from .errors import (
     DAGError,
     DAGNotFoundError,
     EngineStoppedError,
+    MetricsError,
     ParamError,
     PodiumError,
     ResultError,
@@ -24,17 +28,25 @@ from .errors import (
 )
 from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
+from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState, TriggerRule
 
 __all__ = [
     "DAG",
+    "SLA",
+    "Alert",
+    "AlertKind",
+    "CallbackNotifier",
     "Clock",
     "Context",
     "DAGError",
     "DAGNotFoundError",
     "Engine",
     "EngineStoppedError",
+    "JSONWebhook",
     "ManualClock",
+    "MetricsError",
+    "Notifier",
     "ParamError",
     "PodiumError",
     "ResultError",
@@ -43,6 +55,8 @@ __all__ = [
     "RunNotFoundError",
     "RunState",
     "Skip",
+    "SlackWebhook",
+    "SlownessPolicy",
     "SourceError",
     "StoreError",
     "StoreLockedError",

@@ -35,6 +35,7 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
+from prometheus_client import CollectorRegistry
 
 from sensors.base import EventSource
 
@@ -56,6 +57,7 @@ from .metrics import Metrics
 from .models import Run
 from .observe import Observer
 from .operations import Operations, task_capacity
+from .prometheus import EngineCollector, export, scrape, unexport
 from .recorder import Recorder
 from .requests import RequestPoller
 from .router import Subscription
@@ -87,6 +89,9 @@ class Engine:
     ``http``: serve the web UI and API on ``HOST:PORT`` (``http_token`` guards its writes, and its reads
     off loopback unless ``http_public_read``; ``http_private_probes`` guards ``/metrics`` and ``/api/health``
     there too).
+    ``metrics_registry``: the ``prometheus_client.CollectorRegistry`` the engine exports its metrics
+    on while it runs (default: a private one, served at ``/metrics``); one registry takes one
+    engine, a second one raises ``MetricsError`` when it starts.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class Engine:
         http_token: str | None = None,
         http_public_read: bool = False,
         http_private_probes: bool = False,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.config = EngineConfig(
             db=os.fspath(db), max_tasks=max_tasks, pools=pools or {}, max_threads=max_threads,
@@ -144,6 +150,11 @@ class Engine:
             slowness_overrides=slowness_overrides, sla=sla,
         )  # fmt: skip
         self.metrics = Metrics(loop_lag_threshold=loop_lag_threshold, alerting=self.alerting)
+        # a live object, not a setting: kept beside the config (like clock and notifiers)
+        self._metrics_registry = (
+            CollectorRegistry() if metrics_registry is None else metrics_registry
+        )
+        self._collector = EngineCollector(self, self.metrics)
         self._recorder = Recorder([self.metrics, self.alerting])
         self._dispatcher = Dispatcher(
             ready=ReadyQueue(config.max_tasks, {("pool", n): s for n, s in config.pools.items()}),
@@ -250,6 +261,11 @@ class Engine:
         return len(self._book)
 
     @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The ``prometheus_client`` registry this engine exports its metrics on while it runs."""
+        return self._metrics_registry
+
+    @property
     def store_healthy(self) -> bool:
         return self._store.writer.healthy
 
@@ -271,7 +287,12 @@ class Engine:
         if self._started:
             raise PodiumError("an Engine can be entered only once")
         self._started = True
-        await self._store.__aenter__()
+        export(self._metrics_registry, self._collector)  # MetricsError: the registry is taken
+        try:
+            await self._store.__aenter__()
+        except BaseException:
+            unexport(self._metrics_registry, self._collector)
+            raise
         try:
             await self._prepare()
             self._tg = anyio.create_task_group()
@@ -280,7 +301,10 @@ class Engine:
             self._ingest.close()
             if self._log_handler is not None:
                 uninstall_log_handler(self._log_handler)
-            await self._store.__aexit__(None, None, None)
+            try:
+                await self._store.__aexit__(None, None, None)
+            finally:
+                unexport(self._metrics_registry, self._collector)
             raise
         try:
             await self._start_jobs(self._tg)
@@ -407,7 +431,10 @@ class Engine:
                 self._ingest.close()
                 if self._log_handler is not None:
                     uninstall_log_handler(self._log_handler)
-                await self._store.__aexit__(None, None, None)
+                try:
+                    await self._store.__aexit__(None, None, None)
+                finally:
+                    unexport(self._metrics_registry, self._collector)
         return suppress
 
     def _check_open(self) -> None:
@@ -530,8 +557,9 @@ class Engine:
         self._recorder.add_observer(observer)
 
     def metrics_text(self) -> str:
-        """Prometheus text exposition of the engine's metrics (served at ``/metrics``)."""
-        return self.metrics.render(self)
+        """``generate_latest(engine.metrics_registry)`` as text: the engine's metrics while it runs,
+        with whatever else that registry holds (served at ``/metrics``)."""
+        return scrape(self._metrics_registry)
 
     # -- operator actions (``Operations``) ----------------------------------------------------------
 

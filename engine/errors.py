@@ -55,6 +55,10 @@ class SourceError(TriggerError):
     """An event source (Kafka, SQS, S3) failed; the message names the topic, queue or bucket."""
 
 
+class MetricsError(PodiumError):
+    """Podium's metrics cannot be exported on the given registry (another engine exports there)."""
+
+
 class Skip(Exception):
     """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
 
@@ -74,6 +78,7 @@ __all__ = [
     "DAGError",
     "DAGNotFoundError",
     "EngineStoppedError",
+    "MetricsError",
     "ParamError",
     "PodiumError",
     "ResultError",

@@ -1,11 +1,9 @@
-"""Prometheus metrics: counters kept by an engine observer, gauges read from the engine at scrape
-time, and the event-loop lag watchdog.
+"""Metrics: counters kept by an engine observer, and the event-loop lag watchdog.
 
 ``Metrics`` is an ``Observer`` (``engine.add_observer(metrics)``): it counts runs reaching a final
-state, task state changes and try durations. ``metrics.render(engine)`` returns the Prometheus text
-exposition format (version 0.0.4), adding what the engine knows at that moment: queue depths, slots
-in use per pool, events by outcome, the state store's writer, loop lag, and lag per event source
-when the source reports it (``SourceLag``).
+state, task state changes and try durations, in plain ints and dicts, because it is called on every
+task state change. Nothing is formatted here: ``engine.prometheus.EngineCollector`` reads these
+counts, and what the engine knows at that moment, when a ``prometheus_client`` registry is scraped.
 
 ``LoopLagMonitor`` measures how late ``anyio.sleep(interval)`` wakes. A late wake-up means
 something held the event loop: a task calling blocking code from ``async def``, or a flood of
@@ -20,25 +18,20 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, Protocol, runtime_checkable
 
 import anyio
 import anyio.abc
-from aiohttp import web
 
-from .errors import StoreError
 from .states import TaskState
 
 if TYPE_CHECKING:
     from .alerts import Alerting
-    from .observe import EngineView
     from .run_state import ActiveRun, TaskRecord
 
 log = logging.getLogger("podium.metrics")
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -90,78 +83,12 @@ class SourceLag:
 
 @runtime_checkable
 class ReportsLag(Protocol):
-    """Optional on an ``EventSource``: ``lag()`` is called at each scrape, on the loop, so it must
-    return the last measured value at once (measure in the source's own loop), or None."""
+    """Optional on an ``EventSource``: ``lag()`` is called at each scrape, on the scraping thread
+    (the loop when the engine serves ``/metrics``; a thread of the caller's HTTP server perhaps), so
+    it must return the last measured value at once without touching the loop (measure in the
+    source's own loop), or None."""
 
     def lag(self) -> SourceLag | None: ...
-
-
-# -- the text format ------------------------------------------------------------------------------
-
-
-def escape_label_value(value: str) -> str:
-    """Label values escape backslash, double quote and newline."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
-    return "{" + inner + "}"
-
-
-Sample = tuple[Mapping[str, str], float]
-
-
-class Exposition:
-    """Builds a scrape: one ``# HELP`` / ``# TYPE`` header per family, its samples after it."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def _header(self, name: str, kind: str, help_text: str) -> None:
-        self._lines.append(f"# HELP {name} {_escape_help(help_text)}")
-        self._lines.append(f"# TYPE {name} {kind}")
-
-    def counter(self, name: str, help_text: str, samples: Iterable[Sample]) -> None:
-        self._family(name, "counter", help_text, samples)
-
-    def gauge(self, name: str, help_text: str, samples: Iterable[Sample]) -> None:
-        self._family(name, "gauge", help_text, samples)
-
-    def _family(self, name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> None:
-        self._header(name, kind, help_text)
-        for labels, value in samples:
-            self._lines.append(f"{name}{_labels(labels)} {format_value(value)}")
-
-    def histogram(
-        self, name: str, help_text: str, series: Iterable[tuple[Mapping[str, str], Histogram]]
-    ) -> None:
-        self._header(name, "histogram", help_text)
-        for labels, hist in series:
-            for bound, n in hist.cumulative():
-                le = "+Inf" if math.isinf(bound) else repr(bound)
-                self._lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {n}")
-            self._lines.append(f"{name}_sum{_labels(labels)} {format_value(hist.sum)}")
-            self._lines.append(f"{name}_count{_labels(labels)} {hist.count}")
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
 
 
 # -- the loop-lag watchdog --------------------------------------------------------------------------
@@ -228,7 +155,8 @@ class LoopLagMonitor:
 
 
 class Metrics:
-    """Counters and histograms fed by engine changes; ``render(engine)`` produces a scrape.
+    """Counters and histograms fed by engine changes; ``engine.prometheus.EngineCollector`` exports
+    them.
 
     Also owns the loop-lag watchdog (``metrics.loop_lag``; run ``loop_lag.run`` in a task group),
     whose warnings name the task tries this observer saw running. Give ``alerting`` to export
@@ -297,7 +225,11 @@ class Metrics:
     @property
     def task_transitions(self) -> Counter[tuple[str, str]]:
         """Task state changes by (dag_id, state)."""
-        return Counter({(d, s.value): n for (d, s), n in self._transitions.items()})
+        return Counter({(d, s.value): n for (d, s), n in list(self._transitions.items())})
+
+    def running_by_dag(self) -> Counter[str]:
+        """Task tries running now, by DAG."""
+        return Counter(ran[0] for ran in list(self._running.values()))
 
     def run_changed(self, run: ActiveRun) -> None:
         if run.state.finished:
@@ -322,8 +254,9 @@ class Metrics:
         self._seen_commits += 1
         self._seen_rows += rows
 
-    def _catch_up_commits(self, commits: int, rows: int) -> None:
-        """Commits the hook did not report (no hook wired): observe their mean batch size."""
+    def catch_up_commits(self, commits: int, rows: int) -> None:
+        """The writer's totals at a scrape: commits the hook did not report (no hook wired) are
+        observed at their mean batch size."""
         new_commits = commits - self._seen_commits
         if new_commits <= 0:
             return
@@ -331,163 +264,14 @@ class Metrics:
         self.batch_sizes.observe(new_rows / new_commits, times=new_commits)
         self._seen_commits, self._seen_rows = commits, rows
 
-    # -- the scrape ----------------------------------------------------------------------------------
-
-    def render(self, engine: EngineView) -> str:
-        """The engine's metrics in the Prometheus text format."""
-        out = Exposition()
-        out.counter(
-            "podium_runs_total",
-            "Runs that reached a final state, by DAG and state.",
-            (({"dag": d, "state": s}, n) for (d, s), n in sorted(self.runs_total.items())),
-        )
-        out.counter(
-            "podium_task_transitions_total",
-            "Task state changes, by DAG and the state entered.",
-            (({"dag": d, "state": s}, n) for (d, s), n in sorted(self.task_transitions.items())),
-        )
-        running: Counter[str] = Counter(ran[0] for ran in self._running.values())
-        out.gauge(
-            "podium_tasks_running",
-            "Task tries running now, by DAG.",
-            (({"dag": d}, running.get(d, 0)) for d in sorted(set(engine.dags) | set(running))),
-        )
-        out.histogram(
-            "podium_task_duration_seconds",
-            "Duration of finished task tries (succeeded, failed, or failed before a retry), by DAG.",
-            (({"dag": d}, h) for d, h in sorted(self.task_durations.items())),
-        )
-        out.gauge(
-            "podium_runs_active", "Unfinished runs the engine serves.", [({}, engine.pending_runs)]
-        )
-        ready = engine.ready
-        sink = engine.sink
-        depths: list[Sample] = [
-            ({"queue": "ready"}, len(ready)),
-            ({"queue": "bus"}, sink.bus_depth),
-        ]
-        writer = None
-        try:
-            writer = engine.store.writer
-        except StoreError:
-            pass  # the engine is not open: no store metrics
-        if writer is not None:
-            depths.append(({"queue": "store"}, writer.pending))
-        out.gauge(
-            "podium_queue_depth",
-            "Items waiting: ready tasks (ready), event batches on the bus (bus), uncommitted store changes (store).",
-            depths,
-        )
-        pools = sorted(engine.pools.items())
-        out.gauge("podium_pool_slots", "Slots of each pool.", (({"pool": p}, n) for p, n in pools))
-        out.gauge(
-            "podium_pool_slots_in_use",
-            "Slots of each pool taken by running tasks.",
-            (({"pool": p}, ready.used.get(("pool", p), 0)) for p, _ in pools),
-        )
-        out.gauge(
-            "podium_task_slots", "Task slots across all runs (max_tasks).", [({}, engine.max_tasks)]
-        )
-        out.gauge("podium_task_slots_in_use", "Task slots taken.", [({}, ready.global_used)])
-        out.counter(
-            "podium_events_total",
-            "Events from sources, by outcome (ran, deduplicated, filtered, dead).",
-            (({"outcome": o}, n) for o, n in sorted(sink.counts.items())),
-        )
-        self._render_source_lag(out, engine)
-        if writer is not None:
-            self._catch_up_commits(writer.commits, writer.rows_written)
-            out.counter(
-                "podium_store_commits_total",
-                "State store transactions committed.",
-                [({}, writer.commits)],
-            )
-            out.counter(
-                "podium_store_rows_written_total",
-                "State store changes committed.",
-                [({}, writer.rows_written)],
-            )
-            out.gauge(
-                "podium_store_healthy",
-                "1 while state store writes succeed, 0 while they fail and are retried.",
-                [({}, 1 if writer.healthy else 0)],
-            )
-        out.histogram(
-            "podium_store_batch_size",
-            "Changes per state store transaction.",
-            [({}, self.batch_sizes)],
-        )
-        out.histogram(
-            "podium_store_commit_seconds",
-            "Duration of state store transactions.",
-            [({}, self.commit_seconds)],
-        )
-        lag = self.loop_lag
-        out.gauge("podium_loop_lag_seconds", "Event loop lag at the last check.", [({}, lag.last)])
-        out.gauge("podium_loop_lag_max_seconds", "Largest event loop lag seen.", [({}, lag.max)])
-        out.counter(
-            "podium_loop_stalls_total",
-            "Event loop lags above the watchdog threshold.",
-            [({}, lag.stalls)],
-        )
-        if self.alerting is not None:
-            stats = self.alerting.stats
-            out.counter(
-                "podium_alerts_total",
-                "Alert deliveries by notifier and outcome (delivered, failed, dropped).",
-                (({"notifier": n, "outcome": o}, c) for (n, o), c in sorted(stats.items())),
-            )
-        return out.text()
-
-    def _render_source_lag(self, out: Exposition, engine: EngineView) -> None:
-        messages: list[Sample] = []
-        seconds: list[Sample] = []
-        for subscription, source in sorted(engine.sources.items()):
-            if not isinstance(source, ReportsLag):
-                continue
-            try:
-                lag = source.lag()
-            except Exception:
-                log.debug("source %s could not report its lag", subscription, exc_info=True)
-                continue
-            if lag is None:
-                continue
-            if lag.messages is not None:
-                messages.append(({"source": subscription}, lag.messages))
-            if lag.seconds is not None:
-                seconds.append(({"source": subscription}, lag.seconds))
-        out.gauge(
-            "podium_source_lag_messages",
-            "Messages a source has not consumed yet (Kafka consumer lag).",
-            messages,
-        )
-        out.gauge(
-            "podium_source_lag_seconds",
-            "How old the events a source is about to deliver are (SQS oldest message age).",
-            seconds,
-        )
-
-
-def metrics_handler(
-    engine: EngineView, metrics: Metrics
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An aiohttp handler serving ``metrics.render(engine)``: ``app.router.add_get("/metrics", ...)``."""
-
-    async def handle(request: web.Request) -> web.Response:
-        body = metrics.render(engine).encode("utf-8")
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-    return handle
-
 
 __all__ = [
-    "CONTENT_TYPE",
-    "Exposition",
+    "BATCH_SIZE_BUCKETS",
+    "COMMIT_SECONDS_BUCKETS",
+    "DURATION_BUCKETS",
     "Histogram",
     "LoopLagMonitor",
     "Metrics",
     "ReportsLag",
     "SourceLag",
-    "escape_label_value",
-    "metrics_handler",
 ]

@@ -7,16 +7,17 @@ have yet (pause, rerun, ... from the recovery work) answer 501.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from ..errors import DAGNotFoundError, PodiumError
 from ..models import Run
+from ..prometheus import CONTENT_TYPE
 from .common import (
     ApiError,
     RunFilter,
@@ -234,16 +235,9 @@ async def operations(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    engine = state_of(request).engine
-    produce = getattr(engine, "metrics_text", None)
-    if produce is None:
-        raise ApiError(501, "this engine does not export metrics yet")
-    text = produce()
-    if inspect.isawaitable(text):
-        text = await text
-    return web.Response(
-        text=str(text), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
-    )
+    """``generate_latest`` of the engine's metrics registry (``Engine(metrics_registry=...)``)."""
+    body = generate_latest(state_of(request).engine.metrics_registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 # -- mutations --------------------------------------------------------------------------------------

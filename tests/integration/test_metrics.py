@@ -1,66 +1,51 @@
-"""Prometheus metrics from a real engine, parsed line by line; the event-loop lag watchdog."""
+"""Prometheus metrics from a real engine, read back with ``prometheus_client``'s parser; metrics on
+a registry of the caller's; the event-loop lag watchdog."""
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import anyio
 import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from engine import Context, Engine, dag, task
+from engine import Context, Engine, MetricsError, dag, task
 from engine.metrics import Metrics
+from engine.prometheus import CONTENT_TYPE, FAMILIES, EngineCollector
 from sensors.base import Event, EventBatch
 
 Series = tuple[str, frozenset[tuple[str, str]]]
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
-
 
 def parse(text: str) -> dict[Series, float]:
-    """A strict reader of the text format: every sample's family has HELP and TYPE lines before
-    it, label values are properly escaped, and no series appears twice."""
-    assert text.endswith("\n")
+    """Every sample of a scrape, read by ``prometheus_client``'s parser: each family typed and
+    documented once, no series twice."""
     samples: dict[Series, float] = {}
-    helped: set[str] = set()
-    typed: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            helped.add(line.split(" ", 3)[2])
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge", "histogram"), line
-            assert name in helped and name not in typed, line
-            typed[name] = kind
-            continue
-        m = _SAMPLE.match(line)
-        assert m, f"not a sample line: {line!r}"
-        name, raw_labels, value = m.groups()
-        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in typed else name
-        assert family in typed, f"{name} has no # TYPE line"
-        labels: list[tuple[str, str]] = []
-        if raw_labels:
-            inner = raw_labels[1:-1]
-            pos = 0
-            while pos < len(inner):
-                lm = _LABEL.match(inner, pos)
-                assert lm, f"bad labels in {line!r}"
-                labels.append((lm.group(1), _unescape(lm.group(2))))
-                pos = lm.end()
-        key = (name, frozenset(labels))
-        assert key not in samples, f"duplicate series {line!r}"
-        samples[key] = float(value)
+    families: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        assert family.type in ("counter", "gauge", "histogram"), family
+        assert family.documentation, f"{family.name} has no HELP"
+        assert family.name not in families, f"{family.name} appears twice"
+        families.add(family.name)
+        for sample in family.samples:
+            key = (sample.name, frozenset(sample.labels.items()))
+            assert key not in samples, f"duplicate series {sample}"
+            samples[key] = sample.value
     return samples
+
+
+def scrape(engine: Engine, metrics: Metrics) -> dict[Series, float]:
+    """What a registry holding only ``metrics`` (an observer added to ``engine``) exports."""
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(engine, metrics))
+    return parse(generate_latest(registry).decode())
 
 
 def value(samples: dict[Series, float], name: str, **labels: str) -> float:
@@ -136,16 +121,20 @@ def pooled() -> None:
 
 
 @asynccontextmanager
-async def engine_with(metrics: Metrics, db: Path) -> AsyncIterator[Engine]:
-    podium = Engine(db, dags=[ok, bad, flaky, pooled], pools={"db": 2}, sensors=False)
-    podium.add_observer(metrics)
+async def engine_with(
+    db: Path, metrics: Metrics | None = None, registry: CollectorRegistry | None = None
+) -> AsyncIterator[Engine]:
+    podium = Engine(
+        db, dags=[ok, bad, flaky, pooled], pools={"db": 2}, sensors=False, metrics_registry=registry
+    )
+    if metrics is not None:
+        podium.add_observer(metrics)
     async with podium:
         yield podium
 
 
 async def test_counters_histograms_and_gauges_have_exact_values(db: Path) -> None:
-    metrics = Metrics()
-    async with engine_with(metrics, db) as podium:
+    async with engine_with(db) as podium:
         for dag_id in ("ok", "ok", 'bad "quoted" \\ dag', "flaky"):
             await (await podium.trigger(dag_id)).wait(timeout=10)
         batch = EventBatch("nobody-listens", [Event(source="test", event_id="e1", payload={})])
@@ -158,11 +147,11 @@ async def test_counters_histograms_and_gauges_have_exact_values(db: Path) -> Non
         with anyio.fail_after(10):
             while len(started) < 2:
                 await anyio.sleep(0.005)
-        during = parse(metrics.render(podium))
+        during = parse(podium.metrics_text())
         gates[0].set()
         assert (await run.wait(timeout=10)).state == "success"
         writer = podium.store.writer
-        after = parse(metrics.render(podium))
+        after = parse(podium.metrics_text())
         commits, rows = writer.commits, writer.rows_written
 
     # while two pooled tasks run and the third waits for a slot
@@ -236,11 +225,11 @@ async def test_commit_hook_feeds_exact_batch_sizes_and_latency(db: Path) -> None
     metrics = Metrics()
     metrics.observe_commit(3, 0.002)
     metrics.observe_commit(40, 0.02)
-    async with engine_with(metrics, db) as podium:
+    async with engine_with(db, metrics) as podium:
         writer = podium.store.writer
         await writer.flush()  # nothing else writes while idle
         writer.commits, writer.rows_written = 2, 43  # as if the hook had seen every commit
-        samples = parse(metrics.render(podium))
+        samples = scrape(podium, metrics)
     assert value(samples, "podium_store_batch_size_count") == 2
     assert value(samples, "podium_store_batch_size_bucket", le="2.0") == 0
     assert value(samples, "podium_store_batch_size_bucket", le="5.0") == 1
@@ -273,7 +262,7 @@ async def test_loop_lag_watchdog_names_the_task_that_blocked_the_loop(
         with anyio.fail_after(10):
             while metrics.loop_lag.stalls < 1:
                 await anyio.sleep(0.01)
-        samples = parse(metrics.render(podium))
+        samples = scrape(podium, metrics)
         tg.cancel_scope.cancel()
     assert value(samples, "podium_loop_lag_max_seconds") >= 0.5
     assert value(samples, "podium_loop_stalls_total") >= 1
@@ -282,3 +271,98 @@ async def test_loop_lag_watchdog_names_the_task_that_blocked_the_loop(
         m.startswith("event loop blocked for 0.") and f"hogging.hog (run {run.run_id}, try 1)" in m
         for m in warnings
     ), warnings
+
+
+@asynccontextmanager
+async def metrics_endpoint(registry: CollectorRegistry) -> AsyncIterator[str]:
+    """A service's own aiohttp app serving ``registry`` at /metrics; yields its URL."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        yield f"http://127.0.0.1:{port}/metrics"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_callers_registry_serves_podiums_metrics_beside_its_own(db: Path) -> None:
+    registry = CollectorRegistry()
+    requests = Counter("shop_requests", "Requests the service answered.", registry=registry)
+    requests.inc(3)
+    async with (
+        metrics_endpoint(registry) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        async with engine_with(db, registry=registry) as podium:
+            assert podium.metrics_registry is registry
+            assert (await (await podium.trigger("ok")).wait(timeout=10)).state == "success"
+            async with http.get(url) as resp:
+                assert resp.status == 200
+                served = parse(await resp.text())
+            own = parse(podium.metrics_text())  # the engine's /metrics: the same registry
+        assert value(served, "shop_requests_total") == 3
+        assert value(served, "podium_runs_total", dag="ok", state="success") == 1
+        assert value(served, "podium_task_transitions_total", dag="ok", state="success") == 3
+        assert value(served, "podium_task_slots") == 64
+        assert value(own, "shop_requests_total") == 3
+        assert value(own, "podium_runs_total", dag="ok", state="success") == 1
+
+        # a stopped engine leaves the service's registry as it found it
+        async with http.get(url) as resp:
+            after = parse(await resp.text())
+        assert value(after, "shop_requests_total") == 3
+        assert not [name for name, _ in after if name.startswith("podium_")]
+
+
+async def test_the_default_registry_is_private_and_holds_only_podium(tmp_path: Path) -> None:
+    async with (
+        engine_with(tmp_path / "a.db") as first,
+        engine_with(tmp_path / "b.db") as second,
+    ):
+        assert first.metrics_registry is not second.metrics_registry
+        assert (await (await first.trigger("ok")).wait(timeout=10)).state == "success"
+        samples = parse(first.metrics_text())
+        assert value(samples, "podium_runs_total", dag="ok", state="success") == 1
+        assert ("podium_runs_total", frozenset({("dag", "ok"), ("state", "success")})) not in parse(
+            second.metrics_text()
+        )
+    families = {f.name for f in text_string_to_metric_families(first.metrics_text())}
+    assert families == set()  # stopped: nothing exported
+    names = {n for n, _ in samples}
+    assert all(n.startswith("podium_") for n in names), names
+
+
+async def test_two_running_engines_cannot_share_a_registry(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    async with engine_with(tmp_path / "a.db", registry=registry) as first:
+        second = Engine(tmp_path / "b.db", dags=[flaky], sensors=False, metrics_registry=registry)
+        with pytest.raises(MetricsError, match="give each Engine its own metrics_registry"):
+            async with second:
+                pytest.fail("the second engine started")
+        assert (await (await first.trigger("ok")).wait(timeout=10)).state == "success"
+        samples = parse(generate_latest(registry).decode())
+        assert value(samples, "podium_runs_total", dag="ok", state="success") == 1
+    # once the first one stopped, the registry takes another engine (on the same state file too)
+    async with engine_with(tmp_path / "a.db", registry=registry) as again:
+        assert (await (await again.trigger("ok")).wait(timeout=10)).state == "success"
+        samples = parse(generate_latest(registry).decode())
+        assert value(samples, "podium_runs_total", dag="ok", state="success") == 1
+    # the refused engine opened nothing: its state file is free
+    async with Engine(tmp_path / "b.db", dags=[flaky], sensors=False) as third:
+        assert (await (await third.trigger("flaky")).wait(timeout=10)).state == "success"
+
+
+async def test_describe_names_every_family_collect_yields(db: Path) -> None:
+    async with engine_with(db) as podium:
+        collector = EngineCollector(podium, podium.metrics)
+        described = [m.name for m in collector.describe()]
+        collected = [m.name for m in collector.collect()]
+    assert described == collected == [f.name.removesuffix("_total") for f in FAMILIES]

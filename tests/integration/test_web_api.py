@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine import DAG, Context, Engine, dag, task
 from engine.web import serve, token_file
@@ -367,13 +368,19 @@ async def test_recovery_operations_or_501(tmp_path: Path) -> None:
             await web.post("/api/dags/broken/backfill", {}, status=501)
 
 
-async def test_metrics_is_served_when_the_engine_exports_it(tmp_path: Path) -> None:
+async def test_metrics_serves_the_engines_registry(tmp_path: Path) -> None:
     async with served(tmp_path) as web:
+        await (await web.engine.trigger("numbers")).wait(10)
         async with web.http.get("/metrics") as resp:
-            if hasattr(web.engine, "metrics_text"):
-                assert resp.status == 200 and resp.content_type == "text/plain"
-            else:
-                assert resp.status == 501 and "error" in await resp.json()
+            assert resp.status == 200 and resp.content_type == "text/plain"
+            text = await resp.text()
+    runs = {
+        (s.labels["dag"], s.labels["state"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "podium_runs"
+        for s in family.samples
+    }
+    assert runs == {("numbers", "success"): 1}
 
 
 async def test_pages_render_and_escape_user_content(tmp_path: Path) -> None:
