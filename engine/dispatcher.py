@@ -10,7 +10,7 @@ goes to ``on_outcome`` (the ``RunDriver``), which records it and decides what co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -25,6 +25,9 @@ from .recorder import Recorder
 from .run_state import ActiveRun, TaskRecord
 from .states import TaskState
 from .taskset import TaskSet
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 OutcomeHandler = Callable[[ActiveRun, TaskRecord, TryResult, "Context | None"], None]
 Started = tuple[ActiveRun, TaskRecord, tuple[LimitKey, ...]]
@@ -54,6 +57,7 @@ class Dispatcher:
         self.stopping = False
         self.log_handler: TaskLogHandler | None = None
         self.on_outcome: OutcomeHandler | None = None
+        self.tracing: Tracing | None = None  # engine/tracing.py; None when tracing is off
 
     # -- the ready queue ----------------------------------------------------------------------------
 
@@ -123,6 +127,9 @@ class Dispatcher:
         token = current_try.set(
             TryLog(handler, run.run_id, rec.task_id, rec.try_number) if handler else None
         )
+        # tracing: the try's span is current while it runs (this asyncio task is the try's own)
+        traced = self.tracing.start_try(run, rec) if self.tracing is not None else None
+        outcome: TryResult | None = None
         try:
             outcome = await run_try(
                 rec.node,
@@ -134,6 +141,8 @@ class Dispatcher:
                 max_result_bytes=self._max_result_bytes,
             )
         finally:
+            if traced is not None:
+                traced.end(rec, outcome)
             current_try.reset(token)
             rec.scope = None
             run.in_flight -= 1

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
@@ -69,6 +69,11 @@ from .states import RunState
 from .store import Durability, Store, run_from_row
 from .store import queries as q
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .tracing import Tracing
+
 log = logging.getLogger("podium.engine")
 
 HTTP_SERVER = "engine.web:serve"
@@ -92,6 +97,8 @@ class Engine:
     ``metrics_registry``: the ``prometheus_client.CollectorRegistry`` the engine exports its metrics
     on while it runs (default: a private one, served at ``/metrics``); one registry takes one
     engine, a second one raises ``MetricsError`` when it starts.
+    ``tracing``: OpenTelemetry spans per run and per try through the global tracer provider, or
+    through ``tracer_provider`` if given (needs ``podium[otel]``; see ``engine.tracing``).
     """
 
     def __init__(
@@ -125,6 +132,8 @@ class Engine:
         http_public_read: bool = False,
         http_private_probes: bool = False,
         metrics_registry: CollectorRegistry | None = None,
+        tracing: bool = False,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.config = EngineConfig(
             db=os.fspath(db), max_tasks=max_tasks, pools=pools or {}, max_threads=max_threads,
@@ -179,6 +188,11 @@ class Engine:
             on_finished=self._after_run,
         )
         self._driver.attach(self._book)
+        self._tracing: Tracing | None = None
+        if tracing or tracer_provider is not None:
+            self._tracing = _make_tracing(self._recorder, tracer_provider)
+            self._recorder.add_observer(self._tracing)
+            self._book.tracing = self._dispatcher.tracing = self._tracing
         self._ingest = EventIngest(
             intake=self._book,
             store=self._store,
@@ -264,6 +278,11 @@ class Engine:
     def metrics_registry(self) -> CollectorRegistry:
         """The ``prometheus_client`` registry this engine exports its metrics on while it runs."""
         return self._metrics_registry
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """The engine's OpenTelemetry spans, or None when tracing is off."""
+        return self._tracing
 
     @property
     def store_healthy(self) -> bool:
@@ -364,7 +383,10 @@ class Engine:
         tg.start_soon(self._dispatcher.serve)
         tg.start_soon(self._driver.retries.serve)
         tg.start_soon(self._requests.serve)
-        tg.start_soon(self._ingest.serve)
+        if self._tracing is None:
+            tg.start_soon(self._ingest.serve)
+        else:  # runs from events continue the event's trace, never the engine's ambient span
+            tg.start_soon(self._tracing.detached, self._ingest.serve)
         self._dispatcher.wake()
         self._start_sources(tg)
 
@@ -429,6 +451,8 @@ class Engine:
                     ) from self._crashed
             finally:
                 self._ingest.close()
+                if self._tracing is not None:
+                    self._tracing.close()
                 if self._log_handler is not None:
                     uninstall_log_handler(self._log_handler)
                 try:
@@ -676,11 +700,25 @@ class Engine:
     async def _after_run(self, run: ActiveRun) -> None:
         """A run finished: lift backpressure, trigger the DAGs that follow it, run its callbacks."""
         self._ingest.work_finished()
-        if not self._stopping:
+        if self._tracing is not None:
+            with self._tracing.upstream(run):  # the runs it triggers are children of its span
+                if not self._stopping:
+                    await self._ingest.deliver_completion(run)
+        elif not self._stopping:
             await self._ingest.deliver_completion(run)
         callback = run.dag.on_success if run.state is RunState.SUCCESS else run.dag.on_failure
         if callable(callback) and run.state is not RunState.CANCELLED:
             await call_callback(callback, await self.get_run(run.run_id), f"DAG {run.dag.dag_id!r}")
+
+
+def _make_tracing(recorder: Recorder, provider: TracerProvider | None) -> Tracing:
+    try:
+        from .tracing import Tracing
+    except ImportError as exc:
+        raise PodiumError(
+            f"tracing needs OpenTelemetry: pip install 'podium[otel]' ({exc})"
+        ) from None
+    return Tracing(recorder, provider)
 
 
 def check_pools(d: DAG, pools: Mapping[str, int]) -> None:

@@ -19,7 +19,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import serialization
 from .clock import Clock
@@ -31,6 +31,9 @@ from .run_state import ActiveRun, pauses_on_failure
 from .states import RunState, TaskState
 from .store import Store, run_from_row
 from .store.records import RunRow
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 log = logging.getLogger("podium.engine")
 
@@ -93,6 +96,7 @@ class RunBook:
         self._running: dict[str, int] = {}
         self.paused: set[str] = set()
         self.stopping = False
+        self.tracing: Tracing | None = None  # engine/tracing.py; None when tracing is off
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -149,6 +153,8 @@ class RunBook:
         )
         self._by_key[(dag_id, run_key)] = run
         self._recorder.new_run(row, dag.order)
+        if self.tracing is not None:  # tracing: the run's span, its context stored with the row
+            self.tracing.run_created(run)
         return run
 
     def forget(self, runs: Sequence[ActiveRun]) -> None:
@@ -156,6 +162,8 @@ class RunBook:
         for run in runs:
             if self._by_key.get((run.dag.dag_id, run.key)) is run:
                 del self._by_key[(run.dag.dag_id, run.key)]
+            if self.tracing is not None:  # tracing: drop the span of a run that does not exist
+                self.tracing.run_forgotten(run)
 
     def activate(self, run: ActiveRun) -> None:
         """Serve a committed new run: start it, or queue it behind ``max_active_runs``."""
@@ -191,6 +199,8 @@ class RunBook:
         self._by_key[(dag.dag_id, run.key)] = run
         self._active[run.run_id] = run
         self._recorder.ensure_tasks(run.run_id, dag.order)
+        if self.tracing is not None:  # tracing: a new span for the run, under its stored one
+            self.tracing.run_adopted(run, row.trace_context)
         try:
             run.params = dag.validate_params(run.params, strict=run.trigger in ("api", "cli"))
         except ParamError as exc:

@@ -28,6 +28,8 @@ UPDATE_RUN = """
 UPDATE runs SET state = ?, started_at = ?, finished_at = ?, note = ? WHERE run_id = ?
 """
 
+SET_RUN_TRACE = "UPDATE runs SET trace_context = ? WHERE run_id = ?"
+
 INSERT_TASK = """
 INSERT INTO task_instances (run_id, task_id, state) VALUES (?, ?, ?)
 ON CONFLICT (run_id, task_id) DO NOTHING

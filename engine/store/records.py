@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 
 class RunRow(NamedTuple):
-    """A row of ``runs``: one DAG run. ``params`` and ``event`` are serialized JSON."""
+    """A row of ``runs``: one DAG run. ``params``, ``event`` and ``trace_context`` (the W3C
+    ``traceparent``/``tracestate`` of its span, when tracing is on) are serialized JSON."""
 
     seq: int
     run_id: str
@@ -27,6 +28,7 @@ class RunRow(NamedTuple):
     started_at: float | None
     finished_at: float | None
     note: str | None
+    trace_context: bytes | None
 
 
 class TaskRow(NamedTuple):

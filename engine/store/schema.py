@@ -116,6 +116,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX requests_by_state ON requests (state, id);
     CREATE INDEX runs_by_created ON runs (created_at);
     """,
+    # 2 -> 3: tracing (engine/tracing.py): the W3C trace context of the run's span, so a run resumed
+    # after a restart stays in its trace
+    """
+    ALTER TABLE runs ADD COLUMN trace_context BLOB;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -251,7 +251,12 @@ async def trigger(request: web.Request) -> web.Response:
     params = _field(body, "params", dict, "a JSON object")
     key = _field(body, "key", str, "a string")
     existed = key is not None and await st.engine.store.find_run(dag_id, key) is not None
-    run = await st.engine.trigger(dag_id, params, key=key)
+    tracing = st.engine.tracing
+    if tracing is None:
+        run = await st.engine.trigger(dag_id, params, key=key)
+    else:  # the request's `traceparent` header (if any) becomes the run's parent
+        with tracing.continuing(request.headers):
+            run = await st.engine.trigger(dag_id, params, key=key)
     data = run_summary(run, st.base)
     data["created"] = not existed
     return json_response(data, status=200 if existed else 201)
