@@ -3,6 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test bench bench-compare chaos lint clean
 
@@ -18,6 +19,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@ $(STAMP)
 
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[uvloop]"
+	touch $@ $(STAMP)
+
 ## Run the customer-analytics pipeline once on embedded defaults and print a summary.
 demo: $(STAMP)
 	$(BIN)/python -m examples.customer_analytics
@@ -27,8 +32,8 @@ test: $(DEV_STAMP)
 	bash tests/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
-## Run the benchmark workloads (W1-W4) against Podium and the plain asyncio+sqlite3 floor.
-bench: $(STAMP)
+## Run the benchmark workloads (W1-W4) against Podium (asyncio's loop and uvloop) and the plain asyncio+sqlite3 floor.
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
 ## The same workloads on Prefect, Dagster, DBOS and Airflow, each in its own virtualenv (slow: installs).

@@ -6,8 +6,11 @@ Each child makes one warm-up measurement and then ``--reps`` timed ones, each on
 a fresh temporary directory, checks every result, and prints one JSON line. The parent prints a table
 and writes ``benchmarks/results.json``.
 
+Implementations: ``podium`` on asyncio's default event loop, ``podium-uvloop`` (the same engine on
+uvloop), and the floor with two commit policies. Each measurement gets a fresh loop of its kind.
+
 Options: ``--quick`` (1 repetition; results.json is left alone unless ``--out`` is given),
-``--workloads W1,W4``, ``--impls podium,floor-batch100``, ``--reps N``, ``--out PATH``,
+``--workloads W1,W4``, ``--impls podium,podium-uvloop``, ``--reps N``, ``--out PATH``,
 ``--markdown RESULTS_JSON`` (print a results file as a Markdown table; measures nothing).
 Profiling one measurement set: ``--one W1 --impl podium --profile /tmp/w1.prof`` (cProfile over
 the timed repetitions; read it with ``python -m pstats``).
@@ -30,12 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import floor, podium_runner
 from .workloads import WORKLOADS, Outcome, Workload, WorkloadError
@@ -43,8 +46,10 @@ from .workloads import WORKLOADS, Outcome, Workload, WorkloadError
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 DEFAULT_OUT = BENCH_DIR / "results.json"
+_T = TypeVar("_T")
 
-IMPLS = ("podium", "floor-batch100", "floor-pertask")
+IMPLS = ("podium", "podium-uvloop", "floor-batch100", "floor-pertask")
+UVLOOP_IMPLS = frozenset({"podium-uvloop"})  # the others run on asyncio's default loop
 FLOOR_REFERENCE = "floor-batch100"  # the "x floor" column divides by this implementation
 
 
@@ -72,9 +77,36 @@ TARGETS: dict[str, Target] = {
 # -- one measurement --------------------------------------------------------------------------------
 
 
+def loop_factory(impl: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``impl`` is measured on: uvloop's, or None for asyncio's default."""
+    if impl not in UVLOOP_IMPLS:
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise RuntimeError(f"{impl} needs uvloop: pip install -e '.[uvloop]'") from exc
+    return uvloop.new_event_loop
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``"uvloop"`` or ``"asyncio"``: which kind of event loop ``loop`` is."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def on_loop_of(impl: str, main: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``main`` to completion on a fresh event loop of the kind ``impl`` is measured on."""
+    with asyncio.Runner(loop_factory=loop_factory(impl)) as runner:
+        return runner.run(main)
+
+
 async def measure_once(impl: str, wl: Workload, db_path: str | os.PathLike[str]) -> Outcome:
-    """One measurement of ``wl`` on ``impl`` with a state file at ``db_path`` (which must not exist)."""
-    if impl == "podium":
+    """One measurement of ``wl`` on ``impl`` with a state file at ``db_path`` (which must not exist).
+
+    Call it on ``impl``'s loop (``on_loop_of``): a uvloop implementation refuses any other.
+    """
+    if impl in UVLOOP_IMPLS and loop_name(asyncio.get_running_loop()) != "uvloop":
+        raise RuntimeError(f"{impl} must be measured on uvloop: use on_loop_of({impl!r}, ...)")
+    if impl in ("podium", "podium-uvloop"):
         return await podium_runner.measure(wl, db_path)
     if impl.startswith("floor-"):
         return await floor.measure(wl, db_path, policy=impl.removeprefix("floor-"))
@@ -106,10 +138,10 @@ def run_child(
 ) -> dict[str, Any]:
     """Warm-up plus ``reps`` checked measurements of one workload on one implementation."""
     wl = WORKLOADS[key]()
-    if impl == "podium":
+    if impl.startswith("podium"):
         podium_runner.build_dag(wl)  # building the DAG is not part of any measurement
     rss_base = _peak_rss_mb()
-    hop_us = asyncio.run(_thread_hop_us())
+    hop_us = on_loop_of(impl, _thread_hop_us())
     profiler = cProfile.Profile() if profile else None
     outcomes: list[Outcome] = []
     warm: Outcome | None = None
@@ -121,7 +153,7 @@ def run_child(
             if profiler is not None and timed:
                 profiler.enable()
             try:
-                outcome = asyncio.run(measure_once(impl, wl, Path(tmp) / "state.db"))
+                outcome = on_loop_of(impl, measure_once(impl, wl, Path(tmp) / "state.db"))
             finally:
                 if profiler is not None:
                     profiler.disable()
@@ -142,6 +174,7 @@ def run_child(
     return {
         "workload": key,
         "impl": impl,
+        "loop": "uvloop" if impl in UVLOOP_IMPLS else "asyncio",
         "title": wl.title,
         "tasks": tasks,
         "runs": wl.runs,
@@ -226,7 +259,7 @@ def machine_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "sqlite_version": sqlite3.sqlite_version,
         "tmpdir": tempfile.gettempdir(),
-        "packages": {p: version(p) for p in ("podium", "anyio", "aiosqlite", "orjson")},
+        "packages": {p: version(p) for p in ("podium", "anyio", "aiosqlite", "orjson", "uvloop")},
         "engine_source_sha256": _source_digest(REPO_ROOT / "engine"),
     }
 

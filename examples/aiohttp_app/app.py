@@ -16,96 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
-from engine import (
-    DAG,
-    Context,
-    DAGNotFoundError,
-    Engine,
-    EngineStoppedError,
-    ParamError,
-    PodiumError,
-    Run,
-    RunNotFoundError,
-    dag,
-    task,
-)
+from engine import DAG, Engine, PodiumError
+from examples.word_stats import MAX_WAIT, http_status, run_json, word_stats
 
 PODIUM = web.AppKey("podium", Engine)
-MAX_WAIT = 30.0
-
-# -- the example DAG ----------------------------------------------------------------------------------
-
-
-@task
-def tokenize(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
-
-
-@task
-async def count_words(ctx: Context, words: list[str]) -> dict[str, int]:
-    ctx.log.info("counting %d words", len(words))
-    return dict(Counter(words).most_common(5))
-
-
-@task
-def longest_word(words: list[str]) -> str:
-    return max(words, key=len, default="")
-
-
-@task
-def summarize(top: dict[str, int], longest: str, words: list[str]) -> dict[str, Any]:
-    return {"words": len(words), "distinct": len(set(words)), "top": top, "longest": longest}
-
-
-@dag(max_active_runs=4, description="Word statistics of a text (the aiohttp example's DAG)")
-def word_stats(text: str = "the quick brown fox jumps over the lazy dog") -> None:
-    words = tokenize(text)
-    summarize(count_words(words), longest_word(words), words)
-
-
-# -- the web app --------------------------------------------------------------------------------------
-
-_STATUS = {
-    DAGNotFoundError: 404,
-    RunNotFoundError: 404,
-    ParamError: 400,
-    EngineStoppedError: 503,
-}
-
-
-def run_json(run: Run) -> dict[str, Any]:
-    """A run as the API returns it."""
-    return {
-        "run_id": run.run_id,
-        "dag_id": run.dag_id,
-        "key": run.key,
-        "state": run.state.value,
-        "finished": run.finished,
-        "params": run.params,
-        "logical_date": run.logical_date.isoformat() if run.logical_date else None,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "note": run.note,
-        "tasks": {
-            task_id: {
-                "state": ti.state.value,
-                "try_number": ti.try_number,
-                "started_at": ti.started_at,
-                "finished_at": ti.finished_at,
-                "result": ti.result,
-                "error": ti.error,
-            }
-            for task_id, ti in run.tasks.items()
-        },
-    }
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -120,8 +39,7 @@ async def podium_errors(
     try:
         return await handler(request)
     except PodiumError as exc:
-        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 500)
-        return _error(status, str(exc))
+        return _error(http_status(exc), str(exc))
 
 
 async def trigger(request: web.Request) -> web.Response:

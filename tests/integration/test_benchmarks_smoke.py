@@ -1,6 +1,8 @@
-"""The benchmark workloads, once each at a reduced size, on Podium and on the floor: correctness only.
+"""The benchmark workloads, once each at a reduced size, on Podium (on asyncio's loop and on uvloop)
+and on the floor: correctness only.
 
-Same workload and runner code as ``make bench`` (``benchmarks/``); no timing is asserted.
+Same workload and runner code as ``make bench`` (``benchmarks/``), each implementation on the loop it
+is measured on; no timing is asserted.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 # `benchmarks` is a top-level folder of the repo, importable because tests/conftest.py puts the repo
 # root on sys.path.
 from benchmarks import workloads as w
-from benchmarks.run import IMPLS, measure_once
+from benchmarks.run import IMPLS, measure_once, on_loop_of
 
 SMALL: dict[str, Callable[[], w.Workload]] = {
     "W1": lambda: w.w1(n=50),
@@ -26,11 +28,11 @@ SMALL: dict[str, Callable[[], w.Workload]] = {
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("key", list(SMALL))
-async def test_workload_runs_correctly(key: str, impl: str, tmp_path: Path) -> None:
+def test_workload_runs_correctly(key: str, impl: str, tmp_path: Path) -> None:
     wl = SMALL[key]()
     assert wl.key == key
 
-    outcome = await measure_once(impl, wl, tmp_path / "state.db")
+    outcome = on_loop_of(impl, measure_once(impl, wl, tmp_path / "state.db"))
 
     assert outcome.run_states == ["success"] * wl.runs
     if key == "W1":
@@ -50,3 +52,10 @@ async def test_workload_runs_correctly(key: str, impl: str, tmp_path: Path) -> N
 
 def test_every_benchmark_workload_has_a_smoke_size() -> None:
     assert set(SMALL) == set(w.WORKLOADS)
+
+
+def test_a_uvloop_implementation_refuses_another_loop(tmp_path: Path) -> None:
+    wl = SMALL["W1"]()
+    with pytest.raises(RuntimeError, match="on uvloop"):  # "podium": asyncio's default loop
+        on_loop_of("podium", measure_once("podium-uvloop", wl, tmp_path / "state.db"))
+    assert not (tmp_path / "state.db").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import uvloop
 
 from engine import (
     Context,
@@ -24,6 +26,8 @@ from engine import (
     dag,
     task,
 )
+
+pytestmark = pytest.mark.each_loop  # asyncio's default loop and uvloop (tests/conftest.py)
 
 
 @task
@@ -65,6 +69,24 @@ async def test_run_flows_results_downstream_and_persists_them(db: Path) -> None:
     async with Engine(db, dags=[numbers]) as podium:  # state survives the engine
         again = await podium.get_run(done.run_id)
         assert again.tasks["total"].result == 22 and again.state == "success"
+
+
+async def test_tasks_run_on_the_loop_that_runs_the_engine(db: Path, loop_name: str) -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    @task
+    async def where() -> None:
+        loops.append(asyncio.get_running_loop())
+
+    @dag(dag_id="where")
+    def where_dag() -> None:
+        where()
+
+    async with Engine(db, dags=[where_dag]) as podium:
+        run = await (await podium.trigger("where")).wait(timeout=10)
+    assert run.state == "success"
+    assert loops == [asyncio.get_running_loop()]
+    assert isinstance(loops[0], uvloop.Loop) == (loop_name == "uvloop")
 
 
 async def test_trigger_with_key_is_idempotent(db: Path) -> None:

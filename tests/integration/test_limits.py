@@ -10,6 +10,8 @@ import pytest
 
 from engine import Context, Engine, dag, task
 
+pytestmark = pytest.mark.each_loop  # asyncio's default loop and uvloop (tests/conftest.py)
+
 
 class LiveCounter:
     """Counts live tasks per label and remembers the peak of each."""

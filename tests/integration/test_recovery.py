@@ -13,6 +13,8 @@ import pytest
 from engine import Context, Engine, PodiumError, dag, task
 from sensors import Cron
 
+pytestmark = pytest.mark.each_loop  # asyncio's default loop and uvloop (tests/conftest.py)
+
 broken = {"extract": True}
 calls: dict[str, int] = {}
 

@@ -18,6 +18,8 @@ from sensors.dag_completion import AfterDag
 from sensors.kafka import KafkaTopic
 from sensors.sources import subscription_of
 
+pytestmark = pytest.mark.each_loop  # asyncio's default loop and uvloop (tests/conftest.py)
+
 seen_events: list[Any] = []
 
 
