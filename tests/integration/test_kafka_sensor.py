@@ -28,7 +28,14 @@ from sensors._kafka_helpers import Backoff, event_from_record, next_offsets
 from sensors.base import Event, EventBatch
 from sensors.kafka import KafkaSource, KafkaTopic, source_for
 from sensors.sources import subscription_of
-from tests.servers import KafkaBroker, consume_all, create_topic, produce
+from tests.servers import (
+    KafkaBroker,
+    consume_all,
+    create_topic,
+    produce,
+    produce_raw_batch,
+    record_batch,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -397,6 +404,38 @@ async def test_malformed_message_is_dead_lettered_and_does_not_block(
     assert headers["podium.partition"] == b"0" and headers["podium.offset"] == b"1"
     assert headers["podium.error"].decode() == bad.error
     assert await committed_offsets(bootstrap, group, name, 1) == {0: 6}  # not blocked
+
+
+async def test_an_undecodable_batch_is_one_dead_event_and_nothing_else_is_lost(
+    kafka_broker: KafkaBroker,
+) -> None:
+    bootstrap, name, group = kafka_broker.bootstrap, unique("undecodable"), unique("g")
+    await create_topic(bootstrap, name, partitions=3)
+    for partition in (1, 2):
+        await produce(bootstrap, name, [{"n": n} for n in range(100)], partition=partition)
+    await produce(bootstrap, name, [{"n": n} for n in range(50)], partition=0)
+    not_lz4 = record_batch([b"{}"] * 4, key=b"k", claimed_codec="lz4")  # offsets 50-53
+    assert await produce_raw_batch(bootstrap, name, 0, not_lz4) == 50
+    await produce(bootstrap, name, [{"n": n} for n in range(54, 104)], partition=0)
+    source = make_source(kafka_topic(bootstrap, name, group))
+    sink = RecordingSink()
+
+    async with running(source, sink):
+        await eventually(lambda: len(sink.events) >= 301, "301 events")
+        await handled(source, 300)
+        polls = source.stats.polls
+        await eventually(lambda: source.stats.polls >= polls + 3, "three more polls")
+
+    # every message exactly once and in order, the batch as one dead event at its first offset
+    assert len(set(sink.ids)) == len(sink.ids) == 301
+    per_partition = offsets_by_partition(sink.events)
+    assert per_partition == {0: [*range(51), *range(54, 104)], 1: [*range(100)], 2: [*range(100)]}
+    (dead,) = [e for e in sink.events if e.error]
+    assert dead.event_id == f"kafka:{name}:0:50" and dead.payload["last_offset"] == 53
+    assert dead.error is not None
+    assert dead.error.startswith(f"undecodable record batch at kafka:{name}:0:50 (offsets 50-53): ")
+    assert source.stats.undecodable_batches == 1 and source.stats.reconnects == 0
+    assert await committed_offsets(bootstrap, group, name, 3) == {0: 104, 1: 100, 2: 100}
 
 
 async def test_backpressure_pauses_the_consumer(kafka_broker: KafkaBroker) -> None:
