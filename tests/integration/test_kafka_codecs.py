@@ -61,10 +61,13 @@ def topic_dag(bootstrap: str, topic: str, dag_id: str) -> Any:
 
 
 async def wait_for_events(podium: Engine, ran: int, dead: int = 0, timeout: float = 60) -> None:
-    """Until the engine has counted ``ran`` and ``dead`` events and finished every run."""
+    """Until the engine has counted ``ran`` and ``dead`` events and finished every run (the task
+    having run shows the run was activated: an event is counted before that)."""
     counts = podium.sink.counts
     with anyio.fail_after(timeout):
-        while counts["ran"] < ran or counts["dead"] < dead or podium.pending_runs:
+        while (
+            counts["ran"] < ran or counts["dead"] < dead or len(seen) < ran or podium.pending_runs
+        ):
             await anyio.sleep(0.05)
     assert (counts["ran"], counts["dead"]) == (ran, dead)
 
