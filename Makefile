@@ -1,5 +1,10 @@
 PYTHON ?= python3.11
-VENV := .venv
+# One virtualenv per interpreter: `make test PYTHON=python3.13` builds and uses .venv-python3.13.
+VENV ?= $(if $(filter python3.11,$(PYTHON)),.venv,.venv-$(notdir $(PYTHON)))
+# pyenv's shims run only the versions pyenv has selected: else take pyenv's own copy of $(PYTHON).
+PYTHON_CMD := $(or $(shell $(PYTHON) -c "" >/dev/null 2>&1 && echo $(PYTHON) || \
+	ls -d "$$(pyenv root 2>/dev/null)"/versions/$(PYTHON:python%=%).*/bin/$(PYTHON) 2>/dev/null | \
+	sort -V | tail -n 1),$(PYTHON))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
@@ -8,7 +13,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 .PHONY: demo test bench bench-compare chaos lint clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON_CMD) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24,<27"
 
 $(STAMP): pyproject.toml | $(BIN)/python

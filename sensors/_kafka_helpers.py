@@ -1,4 +1,5 @@
-"""Pure parts of the Kafka sensor: records to events, commit offsets, dead-letter headers, backoff.
+"""Pure parts of the Kafka sensor: records to events, commit offsets, dead-letter headers, backoff,
+and where an undecodable record batch is.
 
 No I/O and no aiokafka import: ``sensors.kafka`` is the shell around these functions.
 """
@@ -15,10 +16,12 @@ from .base import Event
 __all__ = [
     "KAFKA_SOURCE",
     "KafkaRecord",
+    "UndecodableBatch",
     "dead_letter_headers",
     "event_from_record",
     "kafka_event_id",
     "next_offsets",
+    "undecodable_batch",
 ]
 
 #: ``Event.source`` of every Kafka event.
@@ -96,6 +99,77 @@ def event_from_record(record: KafkaRecord, value_format: ValueFormat) -> Event:
         error=error,
         raw=raw,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableBatch:
+    """A record batch the consumer could not decode: offsets ``base_offset`` to ``next_offset - 1``
+    of one partition (a corrupt batch, a codec without its library, a payload its codec rejects)."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    next_offset: int
+
+    @property
+    def event_id(self) -> str:
+        return kafka_event_id(self.topic, self.partition, self.base_offset)
+
+    def event(self, cause: str) -> Event:
+        """The dead event that stands for the batch's messages: ``error`` names the topic,
+        partition, offsets and ``cause``; no ``raw`` bytes (aiokafka does not hand them out)."""
+        last = self.next_offset - 1
+        offsets = (
+            f"offset {last}" if last == self.base_offset else f"offsets {self.base_offset}-{last}"
+        )
+        payload = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.base_offset,
+            "last_offset": last,
+            "key": None,
+            "timestamp": None,
+            "headers": {},
+            "value": None,
+        }
+        return Event(
+            source=KAFKA_SOURCE,
+            event_id=self.event_id,
+            payload=payload,
+            error=f"undecodable record batch at {self.event_id} ({offsets}): {cause}",
+        )
+
+
+def undecodable_batch(exc: BaseException) -> UndecodableBatch | None:
+    """The record batch whose decoding raised ``exc``, or None if ``exc`` was not raised decoding
+    one.
+
+    aiokafka's consumer checks the CRC of each fetched batch and decompresses it in
+    ``PartitionRecords._unpack_records``, and lets whatever that raises out of ``getmany``
+    (``CorruptRecordException``, ``UnsupportedCodecError``, a codec's own error such as
+    ``cramjam.DecompressionError`` or ``gzip.BadGzipFile``) without naming the partition or the
+    offset. The generator's frame, which the traceback keeps, has both: ``tp`` and ``next_batch``.
+    If a later aiokafka renames them, this returns None and the sensor reconnects as for any other
+    error (aiokafka is pinned below 0.15; ``test_kafka_codecs.py`` would show it).
+    """
+    tb = exc.__traceback__
+    frame = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "_unpack_records" and "aiokafka" in code.co_filename:
+            frame = tb.tb_frame
+        tb = tb.tb_next
+    if frame is None:
+        return None
+    tp, batch = frame.f_locals.get("tp"), frame.f_locals.get("next_batch")
+    try:
+        topic, partition = str(tp.topic), int(tp.partition)  # type: ignore[union-attr]
+        base = int(batch.base_offset)  # type: ignore[union-attr]
+        next_offset = int(batch.next_offset)  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    # A corrupt header may claim any length: skip at least the first offset, never go back.
+    return UndecodableBatch(topic, partition, base, max(next_offset, base + 1))
 
 
 def next_offsets(records: Iterable[KafkaRecord]) -> dict[tuple[str, int], int]:

@@ -12,6 +12,11 @@ id). While the engine is not accepting, the assigned partitions are paused and p
 the consumer stays in its group. Kafka and network errors close the consumer and open a new one
 after a capped exponential backoff; the new consumer resumes from the committed offsets, and
 whatever is delivered twice the engine deduplicates.
+
+A record batch the consumer cannot decode (corrupt, or compressed with a codec it cannot read) is
+not retried forever: the partition is read up to the batch, the batch becomes one dead event
+(``kafka:{topic}:{partition}:{first offset}``, its error naming the offsets and the cause), and the
+consumer seeks past it and goes on; the other partitions keep flowing.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from engine.errors import SourceError, TriggerError, describe_exception
 
 from ._kafka_helpers import (
     KafkaRecord,
+    UndecodableBatch,
     dead_letter_headers,
     event_from_record,
     kafka_event_id,
     next_offsets,
+    undecodable_batch,
 )
 from .base import Event, EventBatch, EventFilter, EventSink, ParamsMapper, Trigger
 
@@ -239,6 +246,7 @@ class KafkaSourceStats:
     commits: int = 0
     store_retries: int = 0
     dead_lettered: int = 0
+    undecodable_batches: int = 0  # skipped, each recorded as one dead event
     reconnects: int = 0
     paused: bool = False
     partitions: tuple[int, ...] = ()  # assigned to this consumer now
@@ -327,6 +335,11 @@ class _ConsumerSession(ConsumerRebalanceListener):  # aiokafka is untyped: a sub
         # Per partition, the next offset of the stored events and the last committed offset.
         self._stored: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        # Per assigned partition, the offset of the next message to hand on: where a poll that
+        # failed on an undecodable batch rewinds to (it drops what it had read of every partition).
+        self._next: dict[TopicPartition, int] = {}
+        # Partitions with an undecodable batch ahead, read one message at a time up to it.
+        self._blocked: set[TopicPartition] = set()
         # Bumped on every revocation: a batch polled before it is not committed by this consumer
         # (the partitions' owner re-reads from the committed offset and the engine deduplicates).
         self._epoch = 0
@@ -414,12 +427,108 @@ class _ConsumerSession(ConsumerRebalanceListener):  # aiokafka is untyped: a sub
             timeout_ms = 0
         if self.sink.accepting:
             self._set_paused(False)
-        records: dict[Any, list[Any]] = await consumer.getmany(
-            timeout_ms=timeout_ms, max_records=source.max_records
-        )
+        await self._learn_positions()
+        records: dict[Any, list[Any]]
+        try:
+            if self._blocked:
+                records = await self._read_up_to_undecodable(timeout_ms)
+            else:
+                records = await consumer.getmany(
+                    timeout_ms=timeout_ms, max_records=source.max_records
+                )
+        except Exception as exc:
+            batch = undecodable_batch(exc)
+            if batch is None:
+                raise
+            records = {}
+            self._rewind(batch, exc)
         self.stats.polls += 1
         self.healthy = True
+        for tp, messages in records.items():
+            self._next[tp] = messages[-1].offset + 1
         return records
+
+    async def _learn_positions(self) -> None:
+        """Note where each newly assigned partition starts (once per assignment)."""
+        consumer = self._consumer
+        for tp in consumer.assignment() - self._next.keys():
+            try:
+                with anyio.fail_after(self.source.commit_timeout):
+                    self._next[tp] = await consumer.position(tp)
+            except IllegalStateError:
+                continue  # revoked meanwhile
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no position for partition {tp.partition} within "
+                    f"{self.source.commit_timeout:g}s"
+                ) from None
+
+    def _rewind(self, batch: UndecodableBatch, exc: BaseException) -> None:
+        """After a poll failed decoding ``batch``: seek every partition back to its next message
+        (the poll dropped what it had read) and read the batch's partition up to it alone."""
+        log.warning(
+            "%s: undecodable record batch at partition %d offset %d (%s); reading up to it",
+            self.source.describe(),
+            batch.partition,
+            batch.base_offset,
+            _describe(exc),
+        )
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        for tp, offset in self._next.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
+        tp = TopicPartition(batch.topic, batch.partition)
+        if tp in assigned:
+            self._blocked.add(tp)
+
+    async def _read_up_to_undecodable(self, timeout_ms: int) -> dict[Any, list[Any]]:
+        """Messages of a blocked partition, one per ``getmany`` so that reading stops in front of
+        the undecodable batch; when that batch is next, it is recorded dead and skipped."""
+        consumer, source = self._consumer, self.source
+        tp = min(self._blocked)
+        if tp not in consumer.assignment():
+            self._blocked.discard(tp)
+            return {}
+        messages: list[Any] = []
+        while len(messages) < source.max_records:
+            try:
+                polled = await consumer.getmany(tp, timeout_ms=timeout_ms, max_records=1)
+            except Exception as exc:
+                batch = undecodable_batch(exc)
+                if batch is None or (batch.topic, batch.partition) != (tp.topic, tp.partition):
+                    raise
+                if not messages:  # nothing decodable before it: the batch is next
+                    await self._skip_undecodable(tp, batch, exc)
+                break
+            if not polled:
+                break  # paused, or the fetched messages ran out before the batch
+            messages.extend(polled[tp])
+            timeout_ms = 0  # the rest of this fetch is in the consumer's buffer
+        return {tp: messages} if messages else {}
+
+    async def _skip_undecodable(
+        self, tp: TopicPartition, batch: UndecodableBatch, exc: BaseException
+    ) -> None:
+        """Store the dead event of ``batch``, seek past it, and commit."""
+        cause = _describe(exc)
+        log.error(
+            "%s: skipping the undecodable record batch at partition %d offsets %d-%d: %s",
+            self.source.describe(),
+            batch.partition,
+            batch.base_offset,
+            batch.next_offset - 1,
+            cause,
+        )
+        epoch = self._epoch
+        await self._store([batch.event(cause)])
+        self._blocked.discard(tp)
+        self.stats.undecodable_batches += 1
+        if epoch != self._epoch or tp not in self._consumer.assignment():
+            return  # reassigned meanwhile: the new owner meets the batch and records it again
+        self._consumer.seek(tp, batch.next_offset)
+        self._next[tp] = self._stored[tp] = batch.next_offset
+        await self._commit_stored()
 
     def _set_paused(self, paused: bool) -> None:
         consumer = self._consumer
@@ -569,6 +678,8 @@ class _ConsumerSession(ConsumerRebalanceListener):  # aiokafka is untyped: a sub
         for tp in revoked:
             self._stored.pop(tp, None)
             self._committed.pop(tp, None)
+            self._next.pop(tp, None)
+            self._blocked.discard(tp)
         self.stats.partitions = ()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

@@ -64,6 +64,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 __all__ = [
+    "CODECS",
     "KAFKA_ENV_VAR",
     "KafkaBroker",
     "MotoServer",
@@ -78,8 +79,11 @@ __all__ = [
     "make_bucket_with_sqs_notifications",
     "port_is_free",
     "produce",
+    "produce_raw_batch",
     "receive_sqs_json",
+    "record_batch",
     "s3_event_keys",
+    "stored_batches",
 ]
 
 #: When set to ``host:port``, :class:`KafkaBroker` uses that external broker instead of tansu.
@@ -724,6 +728,125 @@ async def produce(
         return list(await asyncio.gather(*futures))
     finally:
         await producer.stop()
+
+
+#: Compression codec ids in a record batch's attributes (Kafka protocol).
+CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def record_batch(
+    values: Sequence[bytes],
+    *,
+    key: bytes | None = None,
+    headers: Sequence[tuple[str, bytes]] = (),
+    claimed_codec: str = "none",
+    corrupt_crc: bool = False,
+) -> bytes:
+    """One v2 record batch holding ``values`` uncompressed, as a producer would send it.
+
+    ``claimed_codec`` writes that codec into the attributes (CRC recomputed) without compressing:
+    a batch whose payload its codec rejects. ``corrupt_crc`` flips a bit of the last record after
+    the CRC is computed.
+    """
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+    from aiokafka.record.util import calc_crc32c
+
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    for offset, value in enumerate(values):
+        builder.append(offset, timestamp=None, key=key, value=value, headers=list(headers))
+    data = bytearray(builder.build())
+    attributes_at, crc_at = 21, 17  # byte offsets in the v2 batch header
+    if claimed_codec != "none":
+        (attributes,) = struct.unpack_from(">h", data, attributes_at)
+        struct.pack_into(">h", data, attributes_at, (attributes & ~0x07) | CODECS[claimed_codec])
+        struct.pack_into(">I", data, crc_at, calc_crc32c(bytes(data[attributes_at:])))
+    if corrupt_crc:
+        data[-1] ^= 0x01
+    return bytes(data)
+
+
+async def _leader_client(bootstrap: str, topic: str, partition: int) -> tuple[Any, int]:
+    """A started low-level aiokafka client and the node id leading ``topic``'s ``partition``."""
+    from aiokafka import TopicPartition
+    from aiokafka.client import AIOKafkaClient
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await client.bootstrap()
+    try:
+        await client._wait_on_metadata(topic)
+        node = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if node is None or node < 0:
+            raise RuntimeError(f"no leader for {topic!r} partition {partition}")
+    except BaseException:
+        await client.close()
+        raise
+    return client, node
+
+
+async def produce_raw_batch(bootstrap: str, topic: str, partition: int, batch: bytes) -> int:
+    """Append ``batch`` (see :func:`record_batch`) to the partition as is, through a plain
+    ProduceRequest; returns the base offset the broker gave it."""
+    from aiokafka.protocol.produce import ProduceRequest
+
+    client, node = await _leader_client(bootstrap, topic, partition)
+    try:
+        request = ProduceRequest(
+            transactional_id=None,
+            required_acks=-1,
+            timeout=10_000,
+            topics=[(topic, [(partition, batch)])],
+        )
+        response = await client.send(node, request)
+    finally:
+        await client.close()
+    (_topic, ((_partition, error_code, offset, *_rest),)) = response.topics[0]
+    if error_code != 0:
+        raise RuntimeError(f"the broker refused the batch: error code {error_code}")
+    return int(offset)
+
+
+async def stored_batches(bootstrap: str, topic: str, partition: int) -> list[tuple[int, int, int]]:
+    """``(base offset, next offset, codec id)`` of every record batch the broker holds for the
+    partition, read by raw FetchRequests (the batches are not decoded)."""
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.record.memory_records import MemoryRecords
+
+    client, node = await _leader_client(bootstrap, topic, partition)
+    found: list[tuple[int, int, int]] = []
+    try:
+        offset = 0
+        while True:
+            request = FetchRequest(
+                max_wait_time=100,
+                min_bytes=1,
+                max_bytes=16 << 20,
+                isolation_level=0,
+                topics=[(topic, [(partition, offset, 16 << 20)])],
+            )
+            response = await client.send(node, request)
+            (_topic, ((_partition, error_code, _highwater, *data),)) = response.topics[0]
+            if error_code != 0:
+                raise RuntimeError(f"fetch failed: error code {error_code}")
+            records = MemoryRecords(data[-1])
+            before = len(found)
+            while records.has_next():
+                batch = records.next_batch()
+                if batch is None or batch.next_offset <= offset:
+                    continue
+                found.append((batch.base_offset, batch.next_offset, batch.compression_type))
+                offset = batch.next_offset
+            if len(found) == before:
+                return found
+    finally:
+        await client.close()
 
 
 async def consume_all(

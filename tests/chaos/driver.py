@@ -15,6 +15,7 @@ Checks, after every restart and at the end:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -182,7 +183,7 @@ class Chaos:
     def _runs(self) -> list[dict[str, Any]]:
         if not self.db.exists():
             return []
-        with sqlite3.connect(self.db, timeout=30) as conn:
+        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
             conn.row_factory = sqlite3.Row
             try:
                 return [dict(r) for r in conn.execute("SELECT * FROM runs")]
@@ -192,7 +193,7 @@ class Chaos:
     def check(self, *, final: bool) -> None:
         problems = self._problems
         runs = self._runs()
-        with sqlite3.connect(self.db, timeout=30) as conn:
+        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
             tries = {
                 (run_id, task_id): (try_number, state)
                 for run_id, task_id, try_number, state in conn.execute(

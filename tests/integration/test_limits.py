@@ -144,11 +144,12 @@ async def test_priority_orders_ready_tasks(tmp_path: Path) -> None:
 @pytest.mark.parametrize("n_threads", [2])
 async def test_sync_tasks_share_a_bounded_thread_limiter(tmp_path: Path, n_threads: int) -> None:
     import threading
-    import time
 
     lock = threading.Lock()
     live = 0
     peak = 0
+    # n_threads tasks at a time meet here: proves they overlap without timing them
+    together = threading.Barrier(n_threads, timeout=20)
 
     @task
     def blocking(i: int) -> int:
@@ -156,7 +157,7 @@ async def test_sync_tasks_share_a_bounded_thread_limiter(tmp_path: Path, n_threa
         with lock:
             live += 1
             peak = max(peak, live)
-        time.sleep(0.02)
+        together.wait()
         with lock:
             live -= 1
         return i

@@ -91,7 +91,9 @@ async def test_polling_a_bucket_neither_repeats_nor_skips_across_restarts(
 
     db = tmp_path / "poll.db"
     async with Engine(db, dags=[polled]) as podium:
-        await anyio.sleep(0.5)  # the first poll records the baseline
+        with anyio.fail_after(30):  # the first poll records the baseline (as a cursor)
+            while await podium.sink.load_cursor(trigger.subscription) is None:
+                await anyio.sleep(0.02)
         await put_objects(moto_server, name, ["in/one.csv", "in/two.csv"])
         await wait_runs(podium, "polled", 2)
     await put_objects(moto_server, name, ["in/three.csv"])  # while the engine is down

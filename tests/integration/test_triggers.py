@@ -117,10 +117,10 @@ async def test_timer_fires_each_slot_once_and_catches_up_after_downtime(tmp_path
     clock = ManualClock(start=1_800_000_030.0)  # 30 s past a minute boundary
     db = tmp_path / "t.db"
     async with Engine(db, dags=[minutely], clock=clock) as podium:
-        await anyio.sleep(
-            0.05
-        )  # the timer records its starting cursor; nothing from the past fires
-        assert await podium.runs() == []
+        with anyio.fail_after(30):  # the timer records its starting cursor
+            while await podium.sink.load_cursor("timer:minutely:0") is None:
+                await anyio.sleep(0.01)
+        assert await podium.runs() == []  # nothing from the past fires
         clock.advance(30)
         runs = await wait_for_runs(podium, "minutely", 1)
         assert [r.tasks for r in runs] and runs[0].logical_date is not None

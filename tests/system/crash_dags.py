@@ -37,7 +37,8 @@ async def first(ctx: Context) -> int:
 async def blocking(ctx: Context, x: int) -> int:
     note(f"start blocking {ctx.try_number} {ctx.last_checkpoint}")
     if ctx.last_checkpoint is None:
-        await ctx.checkpoint({"page": 7})
+        await ctx.checkpoint({"page": 7})  # returns once committed
+        note(f"checkpointed blocking {ctx.try_number}")
     await wait_for_gate()
     note(f"end blocking {ctx.try_number}")
     return x + 1

@@ -131,10 +131,8 @@ def test_kill_while_a_task_runs_retries_it_and_never_reruns_committed_successes(
     harness.start()
     run_id = harness.trigger("crashy", key="day-1")
     harness.wait_until(
-        lambda: any(line.startswith("start blocking 1") for line in harness.lines()),
-        "blocking to start",
+        lambda: "checkpointed blocking 1" in harness.lines(), "blocking to commit its checkpoint"
     )
-    time.sleep(0.1)  # let the checkpoint commit (it is awaited before the gate wait)
     harness.kill9()
 
     harness.gate.touch()

@@ -3,6 +3,7 @@ run per message."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ DAGS = Path(__file__).with_name("kafka_dags.py")
 def stored_runs(db: Path) -> list[tuple[str, str]]:
     if not db.exists():
         return []
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         try:
             return conn.execute("SELECT run_key, state FROM runs").fetchall()
         except sqlite3.OperationalError:  # not created yet
@@ -80,6 +81,6 @@ def test_sigkill_mid_stream_then_restart_gives_one_run_per_message(
     keys = [key for key, _ in runs]
     assert kills == 3
     assert len(keys) == total == len(set(keys)), "a message made two runs, or none"
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         params = [json.loads(p)["n"] for (p,) in conn.execute("SELECT params FROM runs")]
     assert sorted(params) == list(range(total))
