@@ -224,7 +224,6 @@ class EventIngest:
                     "no DAG subscribes to this source", None,
                 )  # fmt: skip
             outcome = summarize(final) if final else Outcome.FILTERED
-            self.counts[outcome.value] += 1
             outcomes.append(outcome.value)
         if batch.cursor is not None:
             cursor_id, value = batch.cursor
@@ -236,6 +235,8 @@ class EventIngest:
             raise
         for run in created:
             intake.activate(run)
+        for outcome_value in outcomes:  # counted once stored and served: a safe signal to wait on
+            self.counts[outcome_value] += 1
         batch.outcomes = outcomes
         batch.mark_stored()
 

@@ -7,6 +7,7 @@ No I/O and no aiokafka import: ``sensors.kafka`` is the shell around these funct
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import orjson

@@ -471,7 +471,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # aiokafka is untyped: a sub
             self.source.describe(),
             batch.partition,
             batch.base_offset,
-            _describe(exc),
+            describe_exception(exc),
         )
         consumer = self._consumer
         assigned = consumer.assignment()
@@ -511,7 +511,7 @@ class _ConsumerSession(ConsumerRebalanceListener):  # aiokafka is untyped: a sub
         self, tp: TopicPartition, batch: UndecodableBatch, exc: BaseException
     ) -> None:
         """Store the dead event of ``batch``, seek past it, and commit."""
-        cause = _describe(exc)
+        cause = describe_exception(exc)
         log.error(
             "%s: skipping the undecodable record batch at partition %d offsets %d-%d: %s",
             self.source.describe(),

@@ -212,7 +212,7 @@ async def test_s3_records_on_kafka_go_through_each_triggers_key_filter(
         ],
     )
     async with Engine(tmp_path / "s3shared.db", dags=[crm_csv_dag, erp_dag]) as podium:
-        await wait_until_ran(podium, 2, timeout=60)
+        await wait_until_ran(podium, 2, lambda: sum(map(len, keys.values())) >= 2, timeout=60)
         events = await podium.events(limit=100)
     assert keys == {"crm_csv": ["crm/a.csv"], "erp": ["erp/e.xml"]}
     assert sorted((e["event_id"], e["dag_id"], e["outcome"]) for e in events) == [
