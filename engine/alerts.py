@@ -409,7 +409,11 @@ class Alerting:
                 failed.add((rec.task_id, rec.try_number))
                 if kind in self.on:
                     self._task_alert(kind, run, rec, self._engine.clock.now())
-        if state in (TaskState.SUCCESS, TaskState.SKIPPED) and self._sla_of(run.dag, rec.task_id):
+        if (
+            state in (TaskState.SUCCESS, TaskState.SKIPPED)
+            and self._sla_tasks(run.dag) is not None
+            and self._sla_of(run.dag, rec.task_id)
+        ):
             self._check_sla(run, rec.task_id, rec.finished_at, self._engine.clock.now())
 
     def _task_alert(self, kind: AlertKind, run: ActiveRun, rec: TaskRecord, now: float) -> None:

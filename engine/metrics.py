@@ -184,7 +184,6 @@ class Metrics:
         self.task_durations: dict[str, Histogram] = {}
         self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
         self.commit_seconds = Histogram(COMMIT_SECONDS_BUCKETS)
-        self._states: dict[tuple[str, str], TaskState] = {}  # unfinished tasks' last state
         # (run_id, task_id) -> (dag_id, run_id, task_id, try): the tries running now
         self._running: dict[tuple[str, str], tuple[str, str, str, int]] = {}
         self._ended: deque[tuple[float, tuple[str, str, str, int]]] = deque(maxlen=1024)
@@ -201,16 +200,13 @@ class Metrics:
 
     def _task_changed(self, run: ActiveRun, rec: TaskRecord) -> None:
         # Called on every recorded task change: keep it to dict operations (no formatting here).
-        key = (run.run_id, rec.task_id)
+        # The recorder calls observers once per transition, so every call counts.
         state = rec.state
-        if self._states.get(key) is state:
-            return  # re-recorded without a state change
         dag_id = run.dag.dag_id
-        self._transitions[(dag_id, state)] += 1
-        if state in _FINISHED:
-            self._states.pop(key, None)
-        else:
-            self._states[key] = state
+        transitions = self._transitions
+        counted = (dag_id, state)
+        transitions[counted] = transitions.get(counted, 0) + 1
+        key = (run.run_id, rec.task_id)
         ended = self._running.pop(key, None)
         if ended is not None:
             self._ended.append((self._timer(), ended))
