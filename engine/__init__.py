@@ -25,6 +25,7 @@ from .errors import (
 from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
 from .states import RunState, TaskState, TriggerRule
+from .templating import Template, TemplateError, TemplateRenderError
 
 __all__ = [
     "DAG",
@@ -53,6 +54,9 @@ __all__ = [
     "TaskState",
     "TaskTimeoutError",
     "TaskTry",
+    "Template",
+    "TemplateError",
+    "TemplateRenderError",
     "TriggerError",
     "TriggerRule",
     "dag",
