@@ -55,6 +55,11 @@ class SourceError(TriggerError):
     """An event source (Kafka, SQS, S3) failed; the message names the topic, queue or bucket."""
 
 
+class StepError(PodiumError):
+    """A built-in step failed: a shell command exited non-zero or timed out, an HTTP call answered
+    an unexpected status or could not connect."""
+
+
 class Skip(Exception):
     """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
 
@@ -80,6 +85,7 @@ __all__ = [
     "RunNotFoundError",
     "Skip",
     "SourceError",
+    "StepError",
     "StoreError",
     "StoreLockedError",
     "TaskTimeoutError",
