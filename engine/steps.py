@@ -25,7 +25,7 @@ from anyio.abc import ByteReceiveStream, Process
 
 from .errors import StepError, describe_exception
 
-log = logging.getLogger("podium.step")
+log = logging.getLogger("podium.task.step")  # under podium.task: logged at INFO in every try
 
 MAX_LINE_CHARS = 10_000
 """Longer lines are cut in the log (the rest is replaced by a marker)."""

@@ -174,7 +174,8 @@ class Template:
             self._compiled = ENVIRONMENT.from_string(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(
-                f"invalid template {_short(source)}: {exc.message} (template line {exc.lineno})"
+                f"invalid template {_short(source)}: {(exc.message or 'syntax error').rstrip('.')} "
+                f"(template line {exc.lineno})"
             ) from None
 
     def render(self, context: Mapping[str, Any]) -> str:

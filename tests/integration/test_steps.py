@@ -23,10 +23,10 @@ async def test_shell_logs_both_streams_and_returns_stdout_tail(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     script = "import os, sys; print('out', os.environ['GREETING']); print('err', file=sys.stderr); print(os.getcwd())"
-    with caplog.at_level(logging.INFO, logger="podium.step"):
+    with caplog.at_level(logging.INFO, logger="podium.task.step"):
         result = await shell([PY, "-c", script], env={"GREETING": "hi"}, cwd=str(tmp_path))
     assert result == {"returncode": 0, "stdout": f"out hi\n{tmp_path}"}
-    messages = [r.getMessage() for r in caplog.records if r.name == "podium.step"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "podium.task.step"]
     assert "out hi" in messages
     assert "[stderr] err" in messages
     assert messages[0].startswith(f"$ {PY} -c")
