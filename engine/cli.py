@@ -219,6 +219,10 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of YAML DAG files (for editors)")
     schema.set_defaults(handler=cmd_schema)
+
+    init = sub.add_parser("init", help="write a small working project into DIR")
+    init.add_argument("directory", metavar="DIR")
+    init.set_defaults(handler=cmd_init)
     return parser
 
 
@@ -258,7 +262,9 @@ def _db_arg(p: argparse.ArgumentParser) -> None:
 async def cmd_run(args: argparse.Namespace) -> int:
     result = load_dags(args.path)
     for error in result.errors:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
     if not result.dags:
         err_console.print(f"[bold red]error:[/] no DAGs found in {args.path}")
         return 2
@@ -318,13 +324,15 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- podium validate / schema -------------------------------------------------------------------
+# -- podium validate / schema / init -------------------------------------------------------------------
 
 
 async def cmd_validate(args: argparse.Namespace) -> int:
     result = load_dags(args.path)
     for error in result.errors:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
     if result.errors or not result.dags:
         if not result.dags and not result.errors:
             err_console.print(f"[bold red]error:[/] no DAGs found in {args.path}")
@@ -338,6 +346,20 @@ async def cmd_schema(args: argparse.Namespace) -> int:
     from .yaml_spec import json_schema
 
     sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import write_starter
+
+    written = write_starter(args.directory)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    console.print(
+        f"next: cd {args.directory} && podium validate pipelines/ && podium run pipelines/ "
+        "--db podium.db",
+        highlight=False,
+    )
     return 0
 
 
