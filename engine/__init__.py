@@ -21,6 +21,7 @@ from .errors import (
     RunNotFoundError,
     Skip,
     SourceError,
+    StepError,
     StoreError,
     StoreLockedError,
     TaskTimeoutError,
@@ -30,6 +31,7 @@ from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
 from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState, TriggerRule
+from .templating import Template, TemplateError, TemplateRenderError
 
 __all__ = [
     "DAG",
@@ -58,6 +60,7 @@ __all__ = [
     "SlackWebhook",
     "SlownessPolicy",
     "SourceError",
+    "StepError",
     "StoreError",
     "StoreLockedError",
     "SystemClock",
@@ -67,6 +70,9 @@ __all__ = [
     "TaskState",
     "TaskTimeoutError",
     "TaskTry",
+    "Template",
+    "TemplateError",
+    "TemplateRenderError",
     "TriggerError",
     "TriggerRule",
     "dag",

@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="serve the DAGs in PATH until SIGTERM/SIGINT")
-    run.add_argument("path", help="a DAG file (.py) or a folder of them")
+    run.add_argument("path", help="a DAG file (.py, .yaml, .yml) or a folder of them")
     _db_arg(run)
     run.add_argument("--max-tasks", type=int, default=64, help="live tasks at most (default 64)")
     run.add_argument("--max-threads", type=int, default=8, help="threads for sync tasks")
@@ -210,6 +210,19 @@ def _parser() -> argparse.ArgumentParser:
     dags = sub.add_parser("dags", help="the DAGs an engine registered in FILE")
     _db_arg(dags)
     dags.set_defaults(handler=cmd_dags)
+
+    validate = sub.add_parser(
+        "validate", help="check DAG files without running them (exit 1 on errors)"
+    )
+    validate.add_argument("path", help="a DAG file (.py, .yaml, .yml) or a folder of them")
+    validate.set_defaults(handler=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of YAML DAG files (for editors)")
+    schema.set_defaults(handler=cmd_schema)
+
+    init = sub.add_parser("init", help="write a small working project into DIR")
+    init.add_argument("directory", metavar="DIR")
+    init.set_defaults(handler=cmd_init)
     return parser
 
 
@@ -259,7 +272,9 @@ def _db_arg(p: argparse.ArgumentParser) -> None:
 async def cmd_run(args: argparse.Namespace) -> int:
     result = load_dags(args.path)
     for error in result.errors:
-        err_console.print(f"[bold red]error:[/] {error}")
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
     if not result.dags:
         err_console.print(f"[bold red]error:[/] no DAGs found in {args.path}")
         return 2
@@ -318,6 +333,45 @@ async def cmd_run(args: argparse.Namespace) -> int:
             await stop.wait()
         tg.cancel_scope.cancel()
     err_console.print("podium stopped")
+    return 0
+
+
+# -- podium validate / schema / init -------------------------------------------------------------------
+
+
+async def cmd_validate(args: argparse.Namespace) -> int:
+    result = load_dags(args.path)
+    for error in result.errors:
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
+    if result.errors or not result.dags:
+        if not result.dags and not result.errors:
+            err_console.print(f"[bold red]error:[/] no DAGs found in {args.path}")
+        return 1
+    names = ", ".join(d.dag_id for d in result.dags)
+    console.print(f"ok: {len(result.dags)} DAG(s) in {args.path}: {names}", highlight=False)
+    return 0
+
+
+async def cmd_schema(args: argparse.Namespace) -> int:
+    from .yaml_spec import json_schema
+
+    sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import write_starter
+
+    written = write_starter(args.directory)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    console.print(
+        f"next: cd {args.directory} && podium validate pipelines/ && podium run pipelines/ "
+        "--db podium.db",
+        highlight=False,
+    )
     return 0
 
 

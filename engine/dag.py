@@ -20,6 +20,7 @@ from sensors.base import Schedule, Trigger, not_a_trigger
 from .errors import DAGError, ParamError, TriggerError
 from .retry import RetryPolicy
 from .states import TriggerRule
+from .templating import Template, contains_template
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -224,6 +225,7 @@ class TaskNode:
     data_upstream: frozenset[str]
     upstream: tuple[str, ...]
     downstream: tuple[str, ...] = ()
+    templated: bool = False  # some argument holds a ``Template``, rendered when a try starts
 
     @property
     def is_async(self) -> bool:
@@ -282,6 +284,10 @@ class _DAGBuilder:
             "args": bound_args,
             "kwargs": bound_kwargs,
             "data_upstream": refs,
+            "templated": any(
+                a.has_refs and contains_template(a.value)
+                for a in (*bound_args, *bound_kwargs.values())
+            ),
         }
         return TaskRef(self, task_id)
 
@@ -314,7 +320,7 @@ class _DAGBuilder:
                 )
             refs.add(value.task_id)
             return True
-        if isinstance(value, (ParamRef, _ContextPlaceholder)):
+        if isinstance(value, (ParamRef, _ContextPlaceholder, Template)):
             return True
         if isinstance(value, (list, tuple)):
             found = False
@@ -706,6 +712,26 @@ def build_dag(
         fn(**call_kwargs)
     finally:
         _building.reset(token)
+    return dag_from_builder(
+        builder, params, triggers=triggers, source_file=inspect.getsourcefile(fn), **options
+    )
+
+
+DAGBuilder = _DAGBuilder
+"""Adds tasks (``add_task``) and order edges (``add_order_edge``) to a DAG being built; YAML DAGs
+(``engine.yaml_dags``) build through it too, so they become the same ``DAG`` as ``@dag`` functions."""
+
+
+def dag_from_builder(
+    builder: _DAGBuilder,
+    params: Mapping[str, DAGParam],
+    *,
+    triggers: Iterable[Any] = (),
+    source_file: str | None = None,
+    **options: Any,
+) -> DAG:
+    """The validated ``DAG`` of what ``builder`` holds (raises ``DAGError``)."""
+    dag_id = builder.dag_id
     if not builder.nodes:
         raise DAGError(f"DAG {dag_id!r} has no tasks")
 
@@ -729,10 +755,10 @@ def build_dag(
             data_upstream=frozenset(spec["data_upstream"]),
             upstream=tuple(upstream[tid]),
             downstream=tuple(downstream[tid]),
+            templated=spec["templated"],
         )
         for tid, spec in builder.nodes.items()
     }
-    source_file = inspect.getsourcefile(fn)
     return DAG(
         dag_id,
         nodes,

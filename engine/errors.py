@@ -59,6 +59,11 @@ class MetricsError(PodiumError):
     """Podium's metrics cannot be exported on the given registry (another engine exports there)."""
 
 
+class StepError(PodiumError):
+    """A built-in step failed: a shell command exited non-zero or timed out, an HTTP call answered
+    an unexpected status or could not connect."""
+
+
 class Skip(Exception):
     """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
 
@@ -85,6 +90,7 @@ __all__ = [
     "RunNotFoundError",
     "Skip",
     "SourceError",
+    "StepError",
     "StoreError",
     "StoreLockedError",
     "TaskTimeoutError",

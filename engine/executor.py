@@ -16,6 +16,7 @@ from . import serialization
 from .context import Context
 from .dag import CONTEXT, ParamRef, TaskNode, TaskRef
 from .errors import ResultError, Skip, TaskTimeoutError, describe_exception
+from .templating import render_arguments
 
 
 class Outcome(Enum):
@@ -72,7 +73,7 @@ async def run_try(
     timed_out = False
     value: Any = None
     try:
-        ctx = context_factory() if node.context_param is not None else None
+        ctx = context_factory() if node.context_param is not None or node.templated else None
         args = [
             resolve(a.value, results, params, ctx) if a.has_refs else a.value for a in node.args
         ]
@@ -80,6 +81,9 @@ async def run_try(
             k: resolve(a.value, results, params, ctx) if a.has_refs else a.value
             for k, a in node.kwargs.items()
         }
+        if node.templated:  # templated values (engine/templating.py): rendered before the body runs
+            assert ctx is not None
+            args, kwargs = render_arguments(node, args, kwargs, ctx)
         fn = node.definition.fn
         with scope:
             timeout = node.options.timeout

@@ -1,6 +1,8 @@
-"""Loading DAG files: every ``DAG`` defined at module level in a .py file or a folder of them.
+"""Loading DAG files: every ``DAG`` defined at module level in a .py file, every YAML DAG file
+(``.yaml``/``.yml``, see ``engine.yaml_dags``), or a folder of them.
 
-A file that fails to import is reported with its path and line, and the other files still load.
+A file that fails to import or to validate is reported with its path and line (every problem of a
+YAML file, each with its line and column), and the other files still load.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from .dag import DAG
 from .errors import describe_exception
+from .yaml_dags import YAML_SUFFIXES, YAMLDAGError, load_yaml_dag, yaml_files
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,12 @@ class LoadError:
     path: Path
     line: int | None
     message: str
+    column: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        if self.line and self.column:
+            where += f":{self.column}"
         return f"{where}: {self.message}"
 
 
@@ -36,9 +42,11 @@ class LoadResult:
 def dag_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    return sorted(
+    python = (
         p for p in path.rglob("*.py") if not p.name.startswith("_") and "__pycache__" not in p.parts
     )
+    hidden = [p for p in yaml_files(path) if any(part.startswith(".") for part in p.parts)]
+    return sorted({*python, *yaml_files(path)} - set(hidden))
 
 
 def load_dags(path: str | Path) -> LoadResult:
@@ -54,7 +62,10 @@ def load_dags(path: str | Path) -> LoadResult:
     seen: dict[str, Path] = {}
     for file in dag_files(root):
         try:
-            found = _import_dags(file)
+            found = [load_yaml_dag(file)] if file.suffix in YAML_SUFFIXES else _import_dags(file)
+        except YAMLDAGError as exc:
+            result.errors.extend(LoadError(file, p.line, str(p), p.column) for p in exc.problems)
+            continue
         except Exception as exc:  # a broken DAG file must not stop the others
             result.errors.append(_describe_import_error(file, exc))
             continue

@@ -1,0 +1,283 @@
+"""Templated values: strings rendered with Jinja2 when a try starts.
+
+A task argument is a template only when it says so: ``Template("s3://landing/{{ params.day }}/")``
+(anywhere inside the arguments, nested in lists and dicts too). A plain string is never rendered,
+whatever it contains or ends with. YAML DAGs mark their fields the same way (``engine.yaml_dags``).
+
+Rendering uses an ``ImmutableSandboxedEnvironment`` with strict undefined names and this context:
+
+========================  ========================================================================
+``params``                the run's params (after defaults and coercion)
+``run_id``, ``dag_id``,   the try's identity
+``task_id``,
+``try_number``
+``logical_date``          an aware UTC ``datetime``, or None for a run that has none (manual runs)
+``event``                 the triggering event (a mapping; empty for a run no event started)
+``ds``, ``ds_nodash``     the logical date as ``2026-11-25`` / ``20261125`` (UTC)
+========================  ========================================================================
+
+Filters: ``ds`` and ``ds_nodash`` (of a date, a datetime or an ISO string) and ``add_days(n)``
+(the same kind of value, ``n`` days later; negative ``n`` for earlier):
+``{{ logical_date | add_days(-1) | ds }}``, ``{{ params.day | add_days(1) }}``.
+
+A name that is not there fails the try before the task's body runs, with a message naming the task,
+the field and the missing name: ``task 'load' field 'path': 'params' has no attribute 'dy' (did you
+mean 'day'?)``. A template that does not parse is a ``DAGError`` when the DAG is defined.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
+
+from .errors import DAGError, PodiumError, describe_exception
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .dag import TaskNode
+
+CONTEXT_NAMES = (
+    "params",
+    "run_id",
+    "dag_id",
+    "task_id",
+    "try_number",
+    "logical_date",
+    "event",
+    "ds",
+    "ds_nodash",
+)
+
+
+class TemplateError(DAGError):
+    """A template does not parse (raised when the DAG is defined)."""
+
+
+class TemplateRenderError(PodiumError):
+    """A template could not be rendered when the try started: a missing name, a bad date."""
+
+
+class _Named(dict[str, Any]):
+    """A mapping of the context that knows its own name, so a missing key names where it was missing."""
+
+    __slots__ = (
+        "_podium_note",
+        "_podium_path",
+    )  # underscored: the sandbox hides them from templates
+
+    def __init__(self, data: Mapping[str, Any], path: str, note: str = "") -> None:
+        super().__init__(data)
+        self._podium_path = path
+        self._podium_note = note
+
+
+class _Missing(StrictUndefined):
+    """Undefined names fail at once, with a message that says which name was missing where."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        name, owner = self._undefined_name, self._undefined_obj
+        if self._undefined_hint:
+            return self._undefined_hint
+        if owner is missing:
+            return f"{name!r} is undefined{_did_you_mean(name, CONTEXT_NAMES)}"
+        if isinstance(owner, _Named):
+            text = f"{owner._podium_path!r} has no attribute {name!r}{_did_you_mean(name, owner)}"
+            return f"{text} ({owner._podium_note})" if owner._podium_note else text
+        return f"{type(owner).__name__} value has no attribute {name!r}"
+
+
+def _did_you_mean(name: object, known: Sequence[str] | Mapping[str, Any]) -> str:
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _DateFilterError(ValueError):
+    pass
+
+
+def _as_date(value: Any, what: str) -> date:
+    if isinstance(value, date):  # datetime is a date too
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+        except ValueError:
+            raise _DateFilterError(f"{what}: {value!r} is not an ISO date") from None
+    if value is None:
+        raise _DateFilterError(f"{what}: no date (this run has no logical_date)")
+    raise _DateFilterError(f"{what}: expects a date, a datetime or an ISO string, got {value!r}")
+
+
+def ds(value: Any) -> str:
+    """``2026-11-25``: the date part of a date, datetime or ISO string."""
+    day = _as_date(value, "ds")
+    return (day.date() if isinstance(day, datetime) else day).isoformat()
+
+
+def ds_nodash(value: Any) -> str:
+    """``20261125``."""
+    return ds(value).replace("-", "")
+
+
+def add_days(value: Any, days: int) -> Any:
+    """``value`` plus ``days`` days, of the same kind (a string in, an ISO string out)."""
+    if not isinstance(days, int) or isinstance(days, bool):
+        raise _DateFilterError(f"add_days: the number of days must be an integer, got {days!r}")
+    moved = _as_date(value, "add_days") + timedelta(days=days)
+    return moved.isoformat() if isinstance(value, str) else moved
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, where a context mapping's keys come before dict methods: ``params.items`` is the
+    param named ``items`` when there is one."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, _Named) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def _environment() -> _Environment:
+    env = _Environment(undefined=_Missing, autoescape=False, keep_trailing_newline=True)
+    env.filters.update(ds=ds, ds_nodash=ds_nodash, add_days=add_days)
+    return env
+
+
+ENVIRONMENT = _environment()
+
+
+class Template:
+    """A string rendered with Jinja2 when the try starts, e.g. ``Template("{{ params.day }}")``.
+
+    Parsed when it is made, so a syntax error surfaces when the DAG is defined.
+    """
+
+    __slots__ = ("_compiled", "source")
+
+    def __init__(self, source: str) -> None:
+        if not isinstance(source, str):
+            raise TemplateError(f"Template takes a string, got {type(source).__name__}")
+        self.source = source
+        try:
+            self._compiled = ENVIRONMENT.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"invalid template {_short(source)}: {(exc.message or 'syntax error').rstrip('.')} "
+                f"(template line {exc.lineno})"
+            ) from None
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """The rendered text; raises jinja2's errors (``render_arguments`` names the field)."""
+        return self._compiled.render(context)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Template) and other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash((Template, self.source))
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    value = repr(text)
+    return value if len(value) <= limit else value[: limit - 4] + "...'"
+
+
+def contains_template(value: Any) -> bool:
+    """Whether ``value`` is or holds (in lists, tuples and dict values) a ``Template``."""
+    if isinstance(value, Template):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(contains_template(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_template(v) for v in value.values())
+    return False
+
+
+def render_context(ctx: Context) -> dict[str, Any]:
+    """The names a template sees, from the try's ``Context``."""
+    logical_date = ctx.logical_date
+    no_date = "this run has no logical_date (it was not started by a timer or a backfill)"
+    values: dict[str, Any] = {
+        "params": _named(ctx.params, "params"),
+        "run_id": ctx.run_id,
+        "dag_id": ctx.dag_id,
+        "task_id": ctx.task_id,
+        "try_number": ctx.try_number,
+        "logical_date": logical_date,
+        "event": _named(ctx.event or {}, "event", "" if ctx.event else "this run has no event"),
+    }
+    if logical_date is None:
+        values["ds"] = _Missing(hint=f"'ds' is undefined: {no_date}", name="ds")
+        values["ds_nodash"] = _Missing(hint=f"'ds_nodash' is undefined: {no_date}", name="ds")
+    else:
+        values["ds"] = ds(logical_date)
+        values["ds_nodash"] = ds_nodash(logical_date)
+    return values
+
+
+def _named(value: Any, path: str, note: str = "") -> Any:
+    if isinstance(value, Mapping):
+        return _Named({k: _named(v, f"{path}.{k}") for k, v in value.items()}, path, note)
+    if isinstance(value, list):
+        return [_named(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def render_arguments(
+    node: TaskNode, args: list[Any], kwargs: dict[str, Any], ctx: Context
+) -> tuple[list[Any], dict[str, Any]]:
+    """``args`` and ``kwargs`` with every ``Template`` rendered; a failure names task and field."""
+    context = render_context(ctx)
+    names = _positional_names(node.definition.signature, len(args))
+    rendered_args = [
+        _render(a, context, node.task_id, name) for a, name in zip(args, names, strict=True)
+    ]
+    rendered_kwargs = {k: _render(v, context, node.task_id, k) for k, v in kwargs.items()}
+    return rendered_args, rendered_kwargs
+
+
+def _positional_names(signature: inspect.Signature, count: int) -> list[str]:
+    names: list[str] = []
+    for param in signature.parameters.values():
+        if len(names) >= count:
+            break
+        if param.kind is param.VAR_POSITIONAL:
+            names.extend(f"{param.name}[{i}]" for i in range(count - len(names)))
+        elif param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            names.append(param.name)
+    return names + [f"argument {i}" for i in range(len(names), count)]
+
+
+def _render(value: Any, context: Mapping[str, Any], task_id: str, field: str) -> Any:
+    if isinstance(value, Template):
+        try:
+            return value.render(context)
+        except UndefinedError as exc:
+            message = exc.message or "undefined name"
+        except _DateFilterError as exc:
+            message = str(exc)
+        except Exception as exc:  # a sandbox refusal or an error inside a filter
+            message = describe_exception(exc)
+        raise TemplateRenderError(f"task {task_id!r} field {field!r}: {message}") from None
+    if isinstance(value, list):
+        return [_render(v, context, task_id, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return tuple(_render(v, context, task_id, f"{field}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, dict):
+        return {k: _render(v, context, task_id, f"{field}.{k}") for k, v in value.items()}
+    return value
