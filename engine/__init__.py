@@ -8,7 +8,7 @@ The public API: define pipelines with ``@task`` and ``@dag``, run them with ``En
 from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, SlackWebhook
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context
-from .dag import DAG, TaskDef, TaskRef, dag, task
+from .dag import DAG, TaskDef, TaskGroup, TaskRef, dag, task
 from .engine import Engine
 from .errors import (
     DAGError,
@@ -65,6 +65,7 @@ __all__ = [
     "StoreLockedError",
     "SystemClock",
     "TaskDef",
+    "TaskGroup",
     "TaskInstance",
     "TaskRef",
     "TaskState",

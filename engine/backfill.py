@@ -12,6 +12,7 @@ from sensors.base import Schedule
 from .dag import DAG
 from .errors import DAGError, PodiumError
 from .models import Run
+from .run_state import split_instance_id
 from .states import TaskState
 
 
@@ -89,9 +90,11 @@ def choose_tasks(
     """The task instances a rerun clears."""
     if tasks:
         chosen = set(tasks)
-        unknown = chosen - set(dag.tasks)
+        unknown = {t for t in chosen if split_instance_id(t)[0] not in dag.tasks}
         if unknown:
             raise PodiumError(f"DAG {dag.dag_id!r} has no task(s) {', '.join(sorted(unknown))}")
+        # an instance of a mapped task runs again through its task, which is expanded again
+        chosen |= {split_instance_id(t)[0] for t in chosen}
     else:
         chosen = set(dag.tasks)
     if failed_only:
@@ -104,4 +107,11 @@ def choose_tasks(
                 if child not in chosen:
                     chosen.add(child)
                     stack.append(child)
+    # a mapped task's instances: with failed_only, only the failed ones run again (the others keep
+    # their results); else all of them
+    bad = {TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED, TaskState.PAUSED}
+    for tid, instance in run.tasks.items():
+        parent, index = split_instance_id(tid)
+        if index >= 0 and parent in chosen and (not failed_only or instance.state in bad):
+            chosen.add(tid)
     return chosen

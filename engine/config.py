@@ -32,6 +32,7 @@ class EngineConfig:
     capture_logs: bool = True
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     loop_lag_threshold: float = 0.5
+    max_map_length: int = 10_000
     http: str | None = None
     http_token: str | None = None
     http_public_read: bool = False
@@ -55,6 +56,8 @@ class EngineConfig:
                 f"need 0 <= low_water < high_water, got low_water={low}, high_water={self.high_water}"
             )
         object.__setattr__(self, "low_water", low)
+        if not isinstance(self.max_map_length, int) or self.max_map_length < 0:
+            raise PodiumError(f"max_map_length must be an int >= 0, got {self.max_map_length!r}")
         if self.bus_size < 1:
             raise PodiumError(f"bus_size must be >= 1, got {self.bus_size}")
         self.http_address  # noqa: B018 - validates the address

@@ -32,6 +32,37 @@ _building: contextvars.ContextVar[_DAGBuilder | None] = contextvars.ContextVar(
 )
 
 
+_groups: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "podium_task_groups", default=()
+)
+
+
+class TaskGroup:
+    """Tasks declared inside ``with TaskGroup("load"):`` get ids under that prefix (``load.clean``).
+
+    Groups nest (``load.eu.clean``); the CLI and API address a task by its full id, and the web UI
+    shows each group as one collapsible block."""
+
+    def __init__(self, group_id: str) -> None:
+        if not isinstance(group_id, str) or not group_id or "." in group_id or "[" in group_id:
+            raise DAGError(
+                f"a task group id is a non-empty name without '.' or '[', got {group_id!r}"
+            )
+        self.group_id = group_id
+        self._token: contextvars.Token[tuple[str, ...]] | None = None
+
+    def __enter__(self) -> TaskGroup:
+        if _building.get() is None:
+            raise DAGError(f"TaskGroup({self.group_id!r}) is used outside a @dag function")
+        self._token = _groups.set((*_groups.get(), self.group_id))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._token is not None
+        _groups.reset(self._token)
+        self._token = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class TaskOptions:
     """Everything a task declares besides its function; ``override()`` replaces any of it per use."""
@@ -127,6 +158,22 @@ class TaskDef(Generic[P, R]):
         # so that passing it to the next task type-checks.
         ref: Any = builder.add_task(self, args, kwargs)
         return cast(R, ref)
+
+    def map(self, *mapped: Any, **partial: Any) -> Any:
+        """One instance of this task per element, created at run time: ``process.map(files)``.
+
+        Positional arguments are mapped (each an upstream task's result that is a list, or a list;
+        several are zipped and must have the same length); keyword arguments go whole to every
+        instance. Downstream tasks receive the list of the instances' results, in order. Each
+        instance has its own state, tries, log and result (task id ``process[0]``, ...)."""
+        builder = _building.get()
+        if builder is None:
+            raise DAGError(f"task {self.name!r}.map() was called outside a @dag function")
+        if not mapped:
+            raise DAGError(
+                f"task {self.name!r}.map() needs at least one positional argument to map"
+            )
+        return builder.add_task(self, mapped, partial, map_count=len(mapped))
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -226,6 +273,8 @@ class TaskNode:
     upstream: tuple[str, ...]
     downstream: tuple[str, ...] = ()
     templated: bool = False  # some argument holds a ``Template``, rendered when a try starts
+    mapped: tuple[int, ...] = ()  # positions in ``args`` mapped over at run time (``.map()``)
+    group: str | None = None  # the ``TaskGroup`` the task was declared in (its full id)
 
     @property
     def is_async(self) -> bool:
@@ -244,9 +293,21 @@ class _DAGBuilder:
         self._name_uses: dict[str, int] = {}
 
     def add_task(
-        self, definition: TaskDef[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        definition: TaskDef[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        map_count: int = 0,
     ) -> TaskRef:
         task_id = self._assign_id(definition)
+        if map_count:
+            bad = [a for a in args if not isinstance(a, (TaskRef, list, tuple))]
+            if bad:
+                raise DAGError(
+                    f"DAG {self.dag_id!r}, task {task_id!r}: .map() maps over an upstream task's "
+                    f"result or a list, got {type(bad[0]).__name__}"
+                )
         try:
             bound = definition.call_signature.bind_partial(*args, **kwargs)
         except TypeError as exc:
@@ -271,6 +332,15 @@ class _DAGBuilder:
                 arguments[name] = bound.arguments[name]
         ordered: OrderedDict[str, Any] = OrderedDict(arguments)
         full = inspect.BoundArguments(definition.signature, ordered)
+        mapped_positions: tuple[int, ...] = ()
+        if map_count:
+            names = list(definition.call_signature.parameters)[:map_count]
+            order = list(definition.signature.parameters)
+            mapped_positions = tuple(order.index(n) for n in names)
+            if any(p >= len(full.args) for p in mapped_positions):
+                raise DAGError(
+                    f"DAG {self.dag_id!r}, task {task_id!r}: .map() maps positional parameters only"
+                )
         bound_args = tuple(self._arg(v, refs, task_id) for v in full.args)
         bound_kwargs = {k: self._arg(v, refs, task_id) for k, v in full.kwargs.items()}
         if definition.options.trigger_rule is TriggerRule.ALWAYS and refs:
@@ -288,16 +358,19 @@ class _DAGBuilder:
                 a.has_refs and contains_template(a.value)
                 for a in (*bound_args, *bound_kwargs.values())
             ),
+            "mapped": mapped_positions,
+            "group": ".".join(_groups.get()) or None,
         }
         return TaskRef(self, task_id)
 
     def _assign_id(self, definition: TaskDef[Any, Any]) -> str:
+        prefix = "".join(f"{g}." for g in _groups.get())
         if definition.options.task_id is not None:
-            task_id = definition.options.task_id
+            task_id = prefix + definition.options.task_id
             if task_id in self.nodes:
                 raise DAGError(f"DAG {self.dag_id!r}: duplicate task id {task_id!r}")
             return task_id
-        base = definition.name
+        base = prefix + definition.name
         n = self._name_uses.get(base, 0)
         while True:
             n += 1
@@ -452,6 +525,8 @@ class DAG:
                     "pool": node.options.pool,
                     "trigger_rule": str(node.options.trigger_rule),
                     "retries": node.options.retry.retries,
+                    "group": node.group,
+                    "mapped": bool(node.mapped),
                 }
                 for tid, node in self.tasks.items()
             ],
@@ -756,6 +831,8 @@ def dag_from_builder(
             upstream=tuple(upstream[tid]),
             downstream=tuple(downstream[tid]),
             templated=spec["templated"],
+            mapped=spec.get("mapped", ()),
+            group=spec.get("group"),
         )
         for tid, spec in builder.nodes.items()
     }

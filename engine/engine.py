@@ -91,6 +91,7 @@ class Engine:
     picked up. ``sensors``: start the DAGs' event sources (Kafka, S3, timers); off, runs start only
     by ``trigger``. ``high_water`` / ``low_water``: unfinished runs above which sensors stop pulling,
     and below which they resume. ``bus_size``: event batches the bus holds before publishers wait.
+    ``max_map_length``: the most instances one mapped task (``task.map(...)``) may have.
     ``http``: serve the web UI and API on ``HOST:PORT`` (``http_token`` guards its writes, and its reads
     off loopback unless ``http_public_read``; ``http_private_probes`` guards ``/metrics`` and ``/api/health``
     there too).
@@ -127,6 +128,7 @@ class Engine:
         slowness_overrides: Mapping[str | tuple[str, str], SlownessPolicy | None] | None = None,
         sla: Mapping[str | tuple[str, str], SLA | float] | SLAResolver | None = None,
         loop_lag_threshold: float = 0.5,
+        max_map_length: int = 10_000,
         http: str | None = None,
         http_token: str | None = None,
         http_public_read: bool = False,
@@ -141,7 +143,8 @@ class Engine:
             shutdown_grace=shutdown_grace, poll_interval=poll_interval, sensors=sensors,
             high_water=high_water, low_water=low_water, bus_size=bus_size,
             capture_logs=capture_logs, max_log_bytes=max_log_bytes,
-            loop_lag_threshold=loop_lag_threshold, http=http, http_token=http_token,
+            loop_lag_threshold=loop_lag_threshold, max_map_length=max_map_length, http=http,
+            http_token=http_token,
             http_public_read=http_public_read, http_private_probes=http_private_probes,
         )  # fmt: skip
         config = self.config
@@ -179,6 +182,7 @@ class Engine:
             clock=self.clock,
             spawn=self._spawn,
         )
+        self._driver.max_map_length = config.max_map_length
         self._book = RunBook(
             dags=MappingProxyType(self._dags),
             store=self._store,

@@ -20,6 +20,7 @@ from .clock import Clock
 from .context import Context
 from .dispatcher import Dispatcher
 from .executor import Outcome, TryResult
+from .mapping import DEFAULT_MAX_MAP_LENGTH, MapError, instance_nodes
 from .recorder import Recorder
 from .retry_timer import RetryTimer
 from .run_state import ActiveRun, Settled, TaskRecord, pauses_on_failure
@@ -66,6 +67,7 @@ class RunDriver:
         self._runs: ServedRuns | None = None
         self.retries = RetryTimer(clock, self.retry_due)
         self.stopping = False
+        self.max_map_length = DEFAULT_MAX_MAP_LENGTH
         dispatcher.on_outcome = self.try_ended
 
     def attach(self, runs: ServedRuns) -> None:
@@ -89,10 +91,38 @@ class RunDriver:
             return
         dispatcher = self._dispatcher
         for tid in ready:
+            if run.tasks[tid].node.mapped:
+                self._expand(run, tid, now)
+                continue
             rec = run.queue(tid, now)
             recorder.task(run, rec)
             dispatcher.push(run, rec, _priority(run, rec))
         dispatcher.wake()
+
+    def _expand(self, run: ActiveRun, tid: str, now: float) -> None:
+        """A mapped task is ready: one instance per element of its mapped inputs, queued."""
+        parent = run.tasks[tid]
+        try:
+            nodes = instance_nodes(parent.node, run.results, run.params, self.max_map_length)
+        except MapError as exc:
+            settled, _ = run.finish(parent, TaskState.FAILED, now, error=f"MapError: {exc}")
+            self._recorder.task(run, parent)
+            log.error("%s/%s cannot be mapped: %s", run.run_id, tid, exc)
+            self._apply(run, settled)
+            return
+        to_queue = run.expand(tid, nodes, now)
+        self._recorder.ensure_tasks(run.run_id, run.instances[tid])
+        self._recorder.task(run, parent)
+        outcome = run.mapped_outcome(tid)
+        if outcome is not None:  # nothing to map over, or every instance finished before a restart
+            self._apply(run, run.finish_mapped(tid, outcome, now))
+            self._recorder.task(run, parent)
+            return
+        dispatcher = self._dispatcher
+        for rec in to_queue:
+            run.queue(rec.task_id, now)
+            self._recorder.task(run, rec)
+            dispatcher.push(run, rec, _priority(run, rec))
 
     def _maybe_finish(self, run: ActiveRun, force: RunState | None = None) -> None:
         if run.finishing:
@@ -181,11 +211,13 @@ class RunDriver:
         now: float | None = None,
     ) -> None:
         """Move a task to a final state, record it, and let its downstream tasks react."""
-        settled = run.finish(
+        settled, mapped = run.finish(
             rec, state, now if now is not None else self._clock.now(), error=error,
             traceback=traceback,
         )  # fmt: skip
         self._recorder.task(run, rec)
+        if mapped is not None:  # the last instance of a mapped task: the task is done too
+            self._recorder.task(run, mapped)
         if run.cancelling:
             self._finish_if_cancelled(run)
             return

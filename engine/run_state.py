@@ -18,13 +18,15 @@ from .dag import DAG, TaskNode
 from .limits import LimitKey
 from .models import Run, TaskInstance, epoch_to_datetime
 from .scheduler import GraphSpec, RunProgress, graph_spec
-from .states import RunState, TaskState
+from .states import FINISHED_TASK_STATES, RunState, TaskState
 
 if TYPE_CHECKING:
     from .models import RunSource
     from .store.records import TaskRow
 
 Settled = tuple[list[str], list[tuple[str, TaskState]]]
+
+_FAILED_LIKE = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED})
 """What a transition let move: tasks now ready to queue, and tasks settled without running."""
 
 
@@ -40,6 +42,7 @@ class TaskRecord:
         "finished_at",
         "next_try_at",
         "node",
+        "parent",
         "queued_at",
         "result",
         "scope",
@@ -51,9 +54,17 @@ class TaskRecord:
         "try_offset",
     )
 
-    def __init__(self, node: TaskNode, states: dict[str, TaskState]) -> None:
+    def __init__(
+        self,
+        node: TaskNode,
+        states: dict[str, TaskState],
+        *,
+        task_id: str | None = None,
+        parent: str | None = None,
+    ) -> None:
         self.node = node
-        self.task_id = node.task_id
+        self.task_id = task_id or node.task_id
+        self.parent = parent  # a mapped instance's task (``process`` for ``process[3]``)
         self._states = states
         self.try_number = 0
         self.queued_at: float | None = None
@@ -99,7 +110,8 @@ class TaskRecord:
 
     def limit_keys(self, dag_id: str) -> tuple[LimitKey, ...]:
         options = self.node.options
-        keys: list[LimitKey] = [("dag", dag_id), ("task", dag_id, self.task_id)]
+        # a mapped instance counts against its task's ``concurrency``, with its siblings
+        keys: list[LimitKey] = [("dag", dag_id), ("task", dag_id, self.parent or self.task_id)]
         if options.pool is not None:
             keys.append(("pool", options.pool))
         return tuple(keys)
@@ -157,6 +169,7 @@ class ActiveRun:
             tid: TaskRecord(node, self._states) for tid, node in dag.tasks.items()
         }
         self.progress = RunProgress(spec, self._states)
+        self.instances: dict[str, list[str]] = {}  # a mapped task -> its instances' ids, in order
         self.results: dict[str, bytes | None] = {}
         self.in_flight = 0
         self.admitted = False
@@ -174,12 +187,27 @@ class ActiveRun:
         that was running when the engine died counts, and is retried now if it has tries left, else
         fails with ``crash_error``. Returns the records of those crashed tries."""
         crashed = []
+        for tid in rows:
+            parent, _ = split_instance_id(tid)
+            if tid in self.tasks or parent not in self.tasks or not self.tasks[parent].node.mapped:
+                continue
+            # a mapped instance stored before the restart: its arguments are set again when its
+            # task is expanded again (from the same committed upstream results)
+            self.tasks[tid] = TaskRecord(
+                self.tasks[parent].node, self._states, task_id=tid, parent=parent
+            )
+            ids = self.instances.setdefault(parent, [])
+            ids.append(tid)
+        for ids in self.instances.values():
+            ids.sort(key=lambda i: split_instance_id(i)[1])
         for tid, rec in self.tasks.items():
             row = rows.get(tid)
             if row is None:
                 continue
             state = rec.load(row)
-            if state is TaskState.QUEUED:
+            if rec.node.mapped and rec.parent is None and not state.finished:
+                state = TaskState.PENDING  # expanded before: expanded again, reusing its instances
+            elif state is TaskState.QUEUED:
                 state = TaskState.PENDING
             elif state is TaskState.RUNNING:
                 crashed.append(rec)
@@ -251,6 +279,40 @@ class ActiveRun:
         self.queue(rec.task_id, now)
         return True
 
+    def expand(self, tid: str, nodes: list[TaskNode], now: float) -> list[TaskRecord]:
+        """A mapped task's upstream results are known: one instance per element (``nodes``, with
+        their elements bound). Instances stored before a restart are reused, with their states.
+        The task itself is ``running`` until its instances are finished. Returns the instances
+        that are to be queued."""
+        parent = self.tasks[tid]
+        self._states[tid] = TaskState.RUNNING
+        parent.started_at = parent.started_at or now
+        ids = []
+        to_queue = []
+        for index, node in enumerate(nodes):
+            iid = instance_id(tid, index)
+            ids.append(iid)
+            rec = self.tasks.get(iid)
+            if rec is None:
+                rec = self.tasks[iid] = TaskRecord(node, self._states, task_id=iid, parent=tid)
+                self._states[iid] = TaskState.PENDING
+            else:
+                rec.node = node
+            if self._states[iid] in (TaskState.PENDING, TaskState.QUEUED):
+                to_queue.append(rec)
+        self.instances[tid] = ids
+        return to_queue
+
+    def mapped_outcome(self, tid: str) -> tuple[TaskState, bytes] | None:
+        """A mapped task's final state and result (the list of its instances' results, in
+        order) once every instance is final; None while some are not."""
+        states = [self._states[i] for i in self.instances.get(tid, ())]
+        if not all(s in FINISHED_TASK_STATES for s in states):
+            return None
+        failed = any(s in _FAILED_LIKE for s in states)
+        parts = [self.results.get(i) or b"null" for i in self.instances.get(tid, ())]
+        return (TaskState.FAILED if failed else TaskState.SUCCESS), b"[" + b",".join(parts) + b"]"
+
     def finish(
         self,
         rec: TaskRecord,
@@ -259,16 +321,37 @@ class ActiveRun:
         *,
         error: str | None = None,
         traceback: str | None = None,
-    ) -> Settled:
-        """Move a task to a final state; returns what its downstream tasks may do now."""
+    ) -> tuple[Settled, TaskRecord | None]:
+        """Move a task to a final state; returns what its downstream tasks may do now, and the
+        mapped task that this instance's end finished (to be recorded too), if any."""
         rec.finished_at = now
         if state is not TaskState.SUCCESS:
             rec.error, rec.traceback = error, traceback
         rec.awaiting_resume = False
         if self.cancelling:
             self._states[rec.task_id] = state
-            return [], []
-        return self.progress.finish(rec.task_id, state)
+            return ([], []), None
+        if rec.parent is None:
+            return self.progress.finish(rec.task_id, state), None
+        self._states[rec.task_id] = state
+        outcome = self.mapped_outcome(rec.parent)
+        if outcome is None:
+            return ([], []), None
+        return self.finish_mapped(rec.parent, outcome, now), self.tasks[rec.parent]
+
+    def finish_mapped(self, tid: str, outcome: tuple[TaskState, bytes], now: float) -> Settled:
+        """End a mapped task with its instances' combined outcome."""
+        state, result = outcome
+        parent = self.tasks[tid]
+        parent.finished_at = now
+        if state is TaskState.SUCCESS:
+            parent.result = self.results[tid] = result
+        else:
+            failed = [i for i in self.instances[tid] if self._states[i] in _FAILED_LIKE]
+            parent.error = f"{len(failed)} of {len(self.instances[tid])} instance(s) failed: " + (
+                ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+            )
+        return self.progress.finish(tid, state)
 
     def pause_on_failure(
         self, rec: TaskRecord, now: float, error: str | None, traceback: str | None
@@ -344,6 +427,20 @@ class ActiveRun:
             tasks={tid: rec.snapshot() for tid, rec in self.tasks.items()} if with_tasks else {},
             _source=source,
         )
+
+
+def instance_id(task_id: str, index: int) -> str:
+    """The id of a mapped task's instance: ``process[3]``."""
+    return f"{task_id}[{index}]"
+
+
+def split_instance_id(task_id: str) -> tuple[str, int]:
+    """``process[3]`` -> (``process``, 3); another id -> (the id, -1)."""
+    if task_id.endswith("]") and "[" in task_id:
+        base, _, index = task_id[:-1].rpartition("[")
+        if index.isdigit():
+            return base, int(index)
+    return task_id, -1
 
 
 def pauses_on_failure(dag: DAG, task_id: str) -> bool:

@@ -85,3 +85,28 @@ def chain() -> None:
     prev = None
     for i in range(8):
         prev = step.override(task_id=f"step_{i}")(i, prev)
+
+
+@task
+async def items(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task(retries=3)
+async def handle(ctx: Context, item: int) -> int:
+    note(f"start {ctx.task_id} {ctx.try_number}")
+    if item % 50 == 49:  # 4 instances wait for the gate: the kill finds them running
+        await wait_for_gate()
+    note(f"end {ctx.task_id} {ctx.try_number}")
+    return item * 2
+
+
+@task
+async def total(values: list[int]) -> int:
+    note(f"total {sum(values)}")
+    return sum(values)
+
+
+@dag(max_active_tasks=8)
+def mapped(n: int = 200) -> None:
+    total(handle.map(items(n)))

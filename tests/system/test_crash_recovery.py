@@ -202,3 +202,33 @@ def test_kill_at_random_points_of_a_chain(harness: Harness) -> None:
         # and a task whose success was committed never started again
         assert run["tasks"][tid]["try_number"] == starts[tid], (seed, tid, starts)
         assert run["tasks"][tid]["result"] == i
+
+
+def test_kill_while_mapped_instances_run_reruns_none_of_the_committed_ones(
+    harness: Harness,
+) -> None:
+    harness.start()
+    run_id = harness.trigger("mapped", "m-1")
+    # every instance but the 4 waiting for the gate gets done (4 of the 8 slots stay free)
+    harness.wait_until(
+        lambda: sum(line.startswith("end handle[") for line in harness.lines()) >= 150,
+        "most instances to finish",
+        timeout=60,
+    )
+    harness.kill9()
+    ended_before = {line.split()[1] for line in harness.lines() if line.startswith("end handle[")}
+    harness.gate.touch()
+    harness.start()
+    final = harness.wait_finished(run_id, timeout=60)
+    assert final["state"] == "success"
+    assert final["tasks"]["total"]["result"] == sum(i * 2 for i in range(200))
+    ends = Counter(line.split()[1] for line in harness.lines() if line.startswith("end handle["))
+    assert set(ends) == {f"handle[{i}]" for i in range(200)}
+    # an instance whose end was written before the kill may have been killed before its success
+    # was committed (then it ran again); none ran more than twice, and the committed ones once
+    doubled = {tid for tid, n in ends.items() if n > 1}
+    assert doubled <= ended_before and len(doubled) <= 8
+    for tid, task_ in final["tasks"].items():
+        if tid.startswith("handle[") and tid not in doubled:
+            starts = [s for s in harness.lines() if s.startswith(f"start {tid} ")]
+            assert len(starts) == task_["try_number"], (tid, starts)
