@@ -289,7 +289,8 @@ def sla_from_options(dag: DAG, task_id: str | None) -> SLASpec | None:
     if task_id is None:
         value = getattr(dag, "sla", None)
     else:
-        value = getattr(dag.tasks[task_id].options, "sla", None)
+        node = dag.tasks.get(task_id.partition("[")[0] if task_id.endswith("]") else task_id)
+        value = getattr(node.options, "sla", None) if node is not None else None
     return value if isinstance(value, (SLA, int, float)) else None
 
 

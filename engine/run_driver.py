@@ -185,7 +185,7 @@ class RunDriver:
         recorder.try_ended(run, rec, state, now, message, outcome.traceback)
         if state is TaskState.FAILED:
             log.error("%s/%s failed: %s", run.run_id, rec.task_id, message)
-            if pauses_on_failure(run.dag, rec.task_id) and not run.cancelling:
+            if pauses_on_failure(run.dag, rec.parent or rec.task_id) and not run.cancelling:
                 for changed in run.pause_on_failure(rec, now, message, outcome.traceback):
                     recorder.task(run, changed)
                 recorder.run(run)
@@ -272,6 +272,12 @@ class RunDriver:
         for rec in run.resume():
             self._recorder.task(run, rec)
         self._recorder.run(run)
+        now = self._clock.now()
+        for rec in run.pending_instances():  # instances of tasks expanded before the pause
+            run.queue(rec.task_id, now)
+            self._recorder.task(run, rec)
+            self._dispatcher.push(run, rec, _priority(run, rec))
+        self._dispatcher.wake()
         self.start(run)
 
     def _finish_if_cancelled(self, run: ActiveRun) -> None:

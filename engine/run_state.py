@@ -303,6 +303,16 @@ class ActiveRun:
         self.instances[tid] = ids
         return to_queue
 
+    def pending_instances(self) -> list[TaskRecord]:
+        """Instances of expanded mapped tasks that wait to be queued (after a resume)."""
+        return [
+            self.tasks[i]
+            for tid, ids in self.instances.items()
+            if self._states[tid] is TaskState.RUNNING
+            for i in ids
+            if self._states[i] is TaskState.PENDING
+        ]
+
     def mapped_outcome(self, tid: str) -> tuple[TaskState, bytes] | None:
         """A mapped task's final state and result (the list of its instances' results, in
         order) once every instance is final; None while some are not."""
@@ -364,7 +374,8 @@ class ActiveRun:
         rec.awaiting_resume = True
         self._states[tid] = TaskState.PAUSED
         changed = [rec]
-        stack = list(self.progress.spec.downstream[tid])
+        # a failed instance holds its mapped task's downstream tasks
+        stack = list(self.progress.spec.downstream[rec.parent or tid])
         while stack:
             child = stack.pop()
             if self._states[child] is TaskState.PENDING:

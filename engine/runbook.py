@@ -27,7 +27,7 @@ from .dag import DAG
 from .errors import DAGNotFoundError, ParamError
 from .recorder import Recorder
 from .run_driver import RunDriver
-from .run_state import ActiveRun, pauses_on_failure
+from .run_state import ActiveRun, pauses_on_failure, split_instance_id
 from .states import RunState, TaskState
 from .store import Store, run_from_row
 from .store.records import RunRow
@@ -211,7 +211,7 @@ class RunBook:
         if run.state is RunState.PAUSED:
             pauses = {
                 tid for tid, r in stored.items()
-                if r.state == TaskState.FAILED and pauses_on_failure(dag, tid)
+                if r.state == TaskState.FAILED and pauses_on_failure(dag, split_instance_id(tid)[0])
             }  # fmt: skip
         now = self._clock.now()
         for rec in run.load_tasks(stored, pauses=pauses, now=now, crash_error=ENGINE_STOPPED):

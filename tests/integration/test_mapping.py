@@ -244,3 +244,38 @@ async def test_the_web_pages_and_api_show_a_mapped_run(tmp_path: Path) -> None:
     tasks = body["run"]["tasks"] if "run" in body else body["tasks"]
     ids = [t["task_id"] for t in tasks] if isinstance(tasks, list) else list(tasks)
     assert {"load", "load[0]", "load[1]", "load[2]", "count"} <= set(ids)
+
+
+resume_gate: dict[str, bool] = {}
+
+
+@task(on_failure="pause")
+async def pausing(item: int) -> int:
+    if item == 2 and not resume_gate.get("fixed"):
+        raise RuntimeError("element 2 is bad until an operator fixes it")
+    return item
+
+
+@dag
+def paused_map() -> None:
+    after(pausing.map(numbers(4)))
+
+
+async def test_a_failed_instance_with_on_failure_pause_pauses_the_run_and_resume_reruns_it(
+    tmp_path: Path,
+) -> None:
+    resume_gate.clear()
+    async with Engine(tmp_path / "p.db", dags=[paused_map]) as podium:
+        run = await podium.trigger("paused_map")
+        with anyio.fail_after(30):
+            while (snapshot := await podium.get_run(run.run_id)).state != "paused":
+                await anyio.sleep(0.02)
+        assert snapshot.tasks["pausing[2]"].state == "failed"
+        assert snapshot.tasks["after"].state == "paused"
+        resume_gate["fixed"] = True
+        await podium.resume(run.run_id)
+        final = await podium.wait_run(run.run_id, timeout=30)
+    assert final.state == "success"
+    assert final.tasks["pausing"].result == [0, 1, 2, 3]
+    assert final.tasks["pausing[2]"].try_number == 2
+    assert final.tasks["pausing[0]"].try_number == 1
