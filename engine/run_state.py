@@ -170,6 +170,7 @@ class ActiveRun:
         }
         self.progress = RunProgress(spec, self._states)
         self.instances: dict[str, list[str]] = {}  # a mapped task -> its instances' ids, in order
+        self._unfinished: dict[str, int] = {}  # a mapped task -> its instances not final yet
         self.results: dict[str, bytes | None] = {}
         self.in_flight = 0
         self.admitted = False
@@ -301,6 +302,7 @@ class ActiveRun:
             if self._states[iid] in (TaskState.PENDING, TaskState.QUEUED):
                 to_queue.append(rec)
         self.instances[tid] = ids
+        self._unfinished[tid] = sum(1 for i in ids if self._states[i] not in FINISHED_TASK_STATES)
         return to_queue
 
     def pending_instances(self) -> list[TaskRecord]:
@@ -343,7 +345,14 @@ class ActiveRun:
             return ([], []), None
         if rec.parent is None:
             return self.progress.finish(rec.task_id, state), None
+        was_final = self._states[rec.task_id] in FINISHED_TASK_STATES
         self._states[rec.task_id] = state
+        if not was_final:
+            self._unfinished[rec.parent] -= 1
+        if (
+            self._unfinished[rec.parent] > 0
+        ):  # O(1) per instance; the outcome is read once, at the end
+            return ([], []), None
         outcome = self.mapped_outcome(rec.parent)
         if outcome is None:
             return ([], []), None
