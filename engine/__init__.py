@@ -3,6 +3,7 @@
 The public API: define pipelines with ``@task`` and ``@dag``, run them with ``Engine``.
 """
 
+from .assets import Asset
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context
 from .dag import DAG, TaskDef, TaskRef, dag, task
@@ -28,6 +29,7 @@ from .states import RunState, TaskState, TriggerRule
 
 __all__ = [
     "DAG",
+    "Asset",
     "Clock",
     "Context",
     "DAGError",
