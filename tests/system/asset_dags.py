@@ -50,12 +50,13 @@ def kill_once_committed(ctx: Context) -> None:
         conn.close()
 
 
-@task(outlets=[A], on_success=kill_once_committed)
+# a try killed with its engine is retried (without retries it fails: "engine stopped while running")
+@task(outlets=[A], on_success=kill_once_committed, retries=3)
 async def produce_a() -> None:
     return None
 
 
-@task(outlets=[B], on_success=kill_once_committed)
+@task(outlets=[B], on_success=kill_once_committed, retries=3)
 async def produce_b() -> None:
     return None
 

@@ -170,5 +170,7 @@ def test_kill_at_random_moments_loses_and_doubles_nothing(harness: AssetHarness)
     harness.wait_until(harness.settled, "every event to be consumed", timeout=60)
     harness.stop()
     check_exactly_once(harness)
+    producers = harness.runs("producer_a") + harness.runs("producer_b")
+    assert len(producers) == 12 and {s for _, s in producers} == {"success"}, (seed, producers)
     produced = Counter(uri for uri in harness.asset_events().values())
-    assert sum(produced.values()) == 12, (seed, produced)
+    assert sum(produced.values()) == 12, (seed, produced)  # one event per producer success
