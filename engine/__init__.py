@@ -6,6 +6,7 @@ The public API: define pipelines with ``@task`` and ``@dag``, run them with ``En
 """
 
 from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, SlackWebhook
+from .assets import Asset
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context
 from .dag import DAG, TaskDef, TaskGroup, TaskRef, dag, task
@@ -38,6 +39,7 @@ __all__ = [
     "SLA",
     "Alert",
     "AlertKind",
+    "Asset",
     "CallbackNotifier",
     "Clock",
     "Context",

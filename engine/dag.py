@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from sensors.base import Schedule, Trigger, not_a_trigger
 
+from .assets import Asset, as_assets
 from .errors import DAGError, ParamError, TriggerError
 from .retry import RetryPolicy
 from .states import TriggerRule
@@ -78,6 +79,8 @@ class TaskOptions:
     on_failure: Callback | Literal["pause"] | None = None
     on_retry: Callback | None = None
     sla: float | None = None
+    inlets: tuple[Asset, ...] = ()  # the assets the task reads (lineage)
+    outlets: tuple[Asset, ...] = ()  # the assets it writes: one asset event each per success
 
     def validate(self, name: str) -> None:
         if self.sla is not None and not self.sla > 0:
@@ -527,6 +530,8 @@ class DAG:
                     "retries": node.options.retry.retries,
                     "group": node.group,
                     "mapped": bool(node.mapped),
+                    "inlets": [a.uri for a in node.options.inlets],
+                    "outlets": [a.uri for a in node.options.outlets],
                 }
                 for tid, node in self.tasks.items()
             ],
@@ -537,11 +542,17 @@ class DAG:
 
 def _check_triggers(dag_id: str, triggers: Iterable[Any]) -> list[Trigger]:
     """``triggers`` as a list, each one checked to implement ``sensors.base.Trigger``."""
+    from sensors.assets import OnAssets
+
     checked: list[Trigger] = []
     for index, trigger in enumerate(triggers):
         if not isinstance(trigger, Trigger):
             raise TriggerError(f"DAG {dag_id!r}, trigger {index}: {not_a_trigger(trigger)}")
         checked.append(trigger)
+    if sum(isinstance(t, OnAssets) for t in checked) > 1:
+        raise TriggerError(
+            f"DAG {dag_id!r}: one OnAssets trigger per DAG; combine the conditions with | instead"
+        )
     return checked
 
 
@@ -672,6 +683,8 @@ def _make_options(base: TaskOptions | None = None, **opts: Any) -> TaskOptions:
             except ValueError:
                 rules = ", ".join(r.value for r in TriggerRule)
                 raise DAGError(f"unknown trigger rule {value!r} (one of: {rules})") from None
+        elif key in ("inlets", "outlets"):
+            option_changes[key] = as_assets(value, key)
         elif key in TaskOptions.__dataclass_fields__:
             option_changes[key] = value
         else:
@@ -704,6 +717,8 @@ def task(
     on_failure: Callback | Literal["pause"] | None = None,
     on_retry: Callback | None = None,
     sla: float | None = None,
+    inlets: Iterable[Asset | str] = (),
+    outlets: Iterable[Asset | str] = (),
 ) -> Callable[[Callable[P, R]], TaskDef[P, R]]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
     """Declare a task. Bare (``@task``) or with options (``@task(retries=3, pool="db")``).
@@ -714,6 +729,8 @@ def task(fn: Any = None, /, **options: Any) -> Any:
     ``on_success``, ``on_failure``, ``on_retry`` (called with the task's Context, sync or async;
     ``on_failure="pause"`` pauses the run instead of failing downstream tasks), and ``sla`` (seconds
     after the run's logical date by which the task should have succeeded; a miss is alerted).
+    ``inlets`` / ``outlets``: the assets (``Asset`` or URI strings) it reads and writes; each
+    success records one asset event per outlet, committed with the success (see docs/assets.md).
     """
     if fn is not None:
         return TaskDef(fn, TaskOptions())

@@ -41,6 +41,7 @@ from sensors.base import EventSource
 
 from . import serialization
 from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, Alerting, AlertKind, Notifier, SLAResolver
+from .asset_triggers import AssetTriggers
 from .backfill import BackfillResult
 from .backoff import Backoff
 from .clock import Clock, SystemClock
@@ -50,6 +51,7 @@ from .dispatcher import Dispatcher
 from .errors import DAGError, EngineStoppedError, PodiumError
 from .ingest import EventIngest
 from .limits import ReadyQueue
+from .lineage import Lineage, declared_assets
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler
 from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
@@ -205,6 +207,16 @@ class Engine:
             high_water=config.high_water,
             low_water=config.low_water_mark,
         )
+        # -- assets (issue 12): the asset router and trigger loop, and the lineage reads
+        self._assets = AssetTriggers(
+            dags=MappingProxyType(self._dags),
+            intake=self._book,
+            store=self._store,
+            recorder=self._recorder,
+            clock=self.clock,
+        )
+        self._recorder.asset_routing = self._assets
+        self._lineage = Lineage(store=self._store, dags=MappingProxyType(self._dags))
         self._ops = Operations(
             book=self._book,
             driver=self._driver,
@@ -352,6 +364,7 @@ class Engine:
                 q.UPSERT_DAG,
                 (d.dag_id, serialization.dumps_for_display(d.describe()), d.source_file, now),
             )
+        self._recorder.declare_assets(declared_assets(self._dags), now)  # issue 12
         await self._requests.prepare()
         paused = await self._store.paused_dags() & set(self._dags)
         self._book.paused.update(paused)
@@ -391,6 +404,8 @@ class Engine:
             tg.start_soon(self._ingest.serve)
         else:  # runs from events continue the event's trace, never the engine's ambient span
             tg.start_soon(self._tracing.detached, self._ingest.serve)
+        tg.start_soon(self._assets.serve)  # issue 12: asset-triggered runs
+        self._assets.wake_all()  # events queued before a stop or a kill are evaluated again
         self._dispatcher.wake()
         self._start_sources(tg)
 
@@ -579,6 +594,27 @@ class Engine:
              "message": r.message}
             for r in rows
         ]  # fmt: skip
+
+    # -- assets and lineage (issue 12; ``lineage.Lineage``, ``asset_triggers.AssetTriggers``) -------
+
+    async def assets(self, *, after: str = "", limit: int = 100) -> list[dict[str, Any]]:
+        """Known assets by URI (paged by key: those after ``after``), each with its latest event,
+        producers, consumers and the DAGs it triggers."""
+        return await self._lineage.assets(after=after, limit=limit)
+
+    async def asset_events(
+        self, uri: str, *, limit: int = 100, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Events of one asset, newest first; the next page: ``before=`` the last one's ``seq``."""
+        return await self._lineage.asset_events(uri, limit=limit, before=before)
+
+    async def run_lineage(self, run_id: str) -> dict[str, Any]:
+        """What a run read (``inputs``) and wrote (``outputs``)."""
+        return await self._lineage.run_lineage(run_id)
+
+    async def asset_condition(self, dag_id: str) -> dict[str, Any]:
+        """Why an asset-triggered DAG has not run (yet): which parts of its condition are met."""
+        return await self._assets.condition(dag_id)
 
     def add_observer(self, observer: Observer) -> None:
         """Hear about every recorded task and run change (see ``engine.observe``)."""

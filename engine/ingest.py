@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from sensors.base import Event, EventBatch
+from sensors.base import Event, EventBatch, SourceAsset
 
 from . import serialization
 from .clock import Clock
 from .errors import ParamError
 from .router import Decision, Outcome, Subscription, route, summarize
+from .store import queries as q
 
 if TYPE_CHECKING:
     from .run_state import ActiveRun
-    from .store import Store
+    from .store import Store, StoreWriter
 
 log = logging.getLogger("podium.ingest")
 
@@ -178,7 +179,7 @@ class EventIngest:
         outcomes: list[str] = []
         for event, decisions in zip(batch.events, decided, strict=True):
             final: list[Decision] = []
-            for d in decisions:
+            for sub, d in zip(subs, decisions, strict=True):
                 run_id: str | None = None
                 if d.outcome is Outcome.RAN:
                     run_id = existing.get((d.dag_id, event.event_id))
@@ -205,6 +206,8 @@ class EventIngest:
                         else:
                             created.append(run)
                             run_id = run.run_id
+                            if isinstance(sub.trigger, SourceAsset):  # issue 12: lineage input
+                                _record_source_input(writer, sub.trigger, event, run_id, now)
                 writer.record_event(
                     event.event_id,
                     d.dag_id,
@@ -261,6 +264,15 @@ class EventIngest:
             logical_date=run.logical_date,
         )
         await self.ingest(EventBatch(subscription, [event]), matching)
+
+
+def _record_source_input(
+    writer: StoreWriter, trigger: SourceAsset, event: Event, run_id: str, now: float
+) -> None:
+    """The source asset (Kafka topic, S3 prefix) of a new run, in the run's transaction."""
+    uri = trigger.asset_uri
+    writer.execute(q.UPSERT_ASSET, (uri, None, None, now))
+    writer.execute(q.INSERT_RUN_INPUT, (run_id, uri, "source", "", event.event_id, now))
 
 
 def _any_ran(decisions: Sequence[Decision]) -> bool:

@@ -6,12 +6,13 @@ observer must be cheap and must not block: count, or queue work for a background
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from sensors.base import EventSource
 
+    from .assets import AssetEvent
     from .clock import Clock
     from .dag import DAG
     from .ingest import EventIngest
@@ -28,6 +29,18 @@ class Observer(Protocol):
     def run_changed(self, run: ActiveRun) -> None:
         """``run.state`` was just recorded."""
         ...
+
+
+@runtime_checkable
+class AssetObserver(Protocol):
+    """An observer that also hears about asset events (lineage emitters, the catalog): called once
+    the events are queued in the same transaction as the task's success (not yet committed; an
+    emitter that must not report uncommitted data waits for the task's ``task_changed``, which
+    follows at once, or reads the store)."""
+
+    def asset_events_recorded(
+        self, run: ActiveRun, task: TaskRecord, events: Sequence[AssetEvent]
+    ) -> None: ...
 
 
 class EngineView(Protocol):

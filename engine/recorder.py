@@ -9,11 +9,12 @@ writer, so no state change reaches the store without reaching the observers too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import serialization
+from .assets import Asset, AssetEvent
 from .errors import StoreError
-from .observe import Observer
+from .observe import AssetObserver, Observer
 from .run_state import ActiveRun, TaskRecord
 from .states import TaskState
 from .store import StoreWriter
@@ -27,11 +28,37 @@ class _NotOpen:
 
 _NOT_OPEN: Any = _NotOpen()
 
+WAITING = "waiting"
+"""The ``events`` outcome of an asset event queued for a DAG's ``OnAssets`` trigger, until a run
+consumes it (``ran``)."""
+
+
+class AssetRouting(Protocol):
+    """Which DAGs an asset event is for (``AssetTriggers``), and who to wake once it is written."""
+
+    def route(self, event: AssetEvent) -> list[tuple[str, str, str | None]]:
+        """(dag_id, outcome, error) per DAG whose ``OnAssets`` trigger names the event's asset:
+        ``waiting``, or ``filtered`` / ``dead`` by the trigger's filter."""
+        ...
+
+    def queued(self, dag_ids: set[str]) -> None:
+        """Events were queued for these DAGs (committed by the next flush)."""
+        ...
+
+
+class _NoRouting:
+    def route(self, event: AssetEvent) -> list[tuple[str, str, str | None]]:
+        return []
+
+    def queued(self, dag_ids: set[str]) -> None:
+        pass
+
 
 class Recorder:
     def __init__(self, observers: list[Observer]) -> None:
         self._observers = list(observers)
         self._writer: StoreWriter = _NOT_OPEN
+        self.asset_routing: AssetRouting = _NoRouting()
 
     def open(self, writer: StoreWriter) -> None:
         """Write through ``writer`` (the store's, once it is open)."""
@@ -81,6 +108,45 @@ class Recorder:
             error if state is not TaskState.SUCCESS else None, traceback,
         )  # fmt: skip
 
+    def asset_events(
+        self, run: ActiveRun, rec: TaskRecord, events: Sequence[AssetEvent], now: float
+    ) -> None:
+        """Record what a successful try wrote and read: its asset events (queued for the DAGs they
+        trigger) and its declared inlets. Call it just before recording the success, with no await
+        in between: both are committed in one transaction."""
+        writer = self._writer
+        queued: set[str] = set()
+        for ev in events:
+            writer.execute(q.UPSERT_ASSET, (ev.uri, None, None, now))
+            writer.execute(
+                q.INSERT_ASSET_EVENT,
+                (
+                    ev.event_id, ev.uri, ev.ts, ev.run_id, ev.dag_id, ev.task_id, ev.try_number,
+                    _json_or_none(ev.metadata), _json_or_none(ev.schema),
+                ),
+            )  # fmt: skip
+            for dag_id, outcome, error in self.asset_routing.route(ev):
+                writer.record_event(ev.event_id, dag_id, "asset", now, outcome, None, error, None)
+                if outcome == WAITING:
+                    queued.add(dag_id)
+        for inlet in rec.node.options.inlets:
+            writer.execute(q.UPSERT_ASSET, (inlet.uri, None, None, now))
+            writer.execute(
+                q.INSERT_RUN_INPUT, (run.run_id, inlet.uri, "inlet", rec.task_id, "", now)
+            )
+        if queued:
+            self.asset_routing.queued(queued)
+        if events:
+            for observer in self._observers:
+                if isinstance(observer, AssetObserver):
+                    observer.asset_events_recorded(run, rec, events)
+
+    def declare_assets(self, assets: Sequence[Asset], now: float) -> None:
+        """Register declared assets (name, metadata) in the catalog."""
+        for a in assets:
+            metadata = serialization.dumps_for_display(dict(a.metadata)) if a.metadata else None
+            self._writer.execute(q.UPSERT_ASSET, (a.uri, a.name, metadata, now))
+
     def checkpoint(self, run_id: str, task_id: str, data: bytes) -> None:
         self._writer.save_checkpoint(run_id, task_id, data)
 
@@ -110,3 +176,7 @@ class Recorder:
     async def flush(self) -> None:
         """Return once everything recorded so far is committed."""
         await self._writer.flush()
+
+
+def _json_or_none(value: Any) -> bytes | None:
+    return None if value is None else serialization.dumps_for_display(value)

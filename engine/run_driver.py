@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from .assets import task_outputs
 from .clock import Clock
 from .context import Context
 from .dispatcher import Dispatcher
@@ -181,6 +182,7 @@ class RunDriver:
             message = rec.cancel_reason or message
         if state is TaskState.SUCCESS:
             run.results[rec.task_id] = outcome.result
+            self._record_assets(run, rec, ctx, now)  # issue 12: committed with the success
         rec.result = outcome.result
         recorder.try_ended(run, rec, state, now, message, outcome.traceback)
         if state is TaskState.FAILED:
@@ -199,6 +201,20 @@ class RunDriver:
             self._callbacks(run, rec, ctx, "on_success", None)
         elif state is TaskState.FAILED:
             self._callbacks(run, rec, ctx, "on_failure", outcome.error)
+
+    def _record_assets(
+        self, run: ActiveRun, rec: TaskRecord, ctx: Context | None, now: float
+    ) -> None:
+        """Record the asset events (outlets, ``ctx.asset_event``) and inlets of a successful try."""
+        options = rec.node.options
+        reported = ctx.asset_events if ctx is not None else []
+        if not (options.outlets or options.inlets or reported):
+            return
+        events = task_outputs(
+            options.outlets, reported, run_id=run.run_id, dag_id=run.dag.dag_id,
+            task_id=rec.task_id, try_number=rec.try_number, now=now,
+        )  # fmt: skip
+        self._recorder.asset_events(run, rec, events, now)
 
     def finish_task(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from .assets import OnAssets
 from .base import Event, EventBatch, EventSink, EventSource, Schedule, Trigger
 from .dag_completion import AfterDag
 from .timers import Cron, Every
@@ -41,6 +42,7 @@ __all__ = [
     "EventSource",
     "Every",
     "KafkaTopic",
+    "OnAssets",
     "S3Events",
     "Schedule",
     "Trigger",

@@ -210,6 +210,17 @@ class Trigger(Protocol):
         ...
 
 
+@runtime_checkable
+class SourceAsset(Protocol):
+    """A trigger whose events come from a data asset (a Kafka topic, an S3 prefix): the runs it
+    starts record that asset as their input (``run_inputs``), so lineage starts at the source."""
+
+    @property
+    def asset_uri(self) -> str:
+        """The source as an asset URI: ``kafka://{bootstrap}/{topic}``, ``s3://{bucket}/{prefix}``."""
+        ...
+
+
 #: The members of ``Trigger``, for error messages that say what an object lacks.
 TRIGGER_MEMBERS: tuple[str, ...] = tuple(sorted(n for n in vars(Trigger) if not n.startswith("_")))
 

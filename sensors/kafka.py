@@ -160,6 +160,11 @@ class KafkaTopic:
         one consumer."""
         return f"kafka:{self.bootstrap_servers}:{self.group_id}:{self.topic}"
 
+    @property
+    def asset_uri(self) -> str:
+        """The topic as an asset (``SourceAsset``): ``kafka://{bootstrap_servers}/{topic}``."""
+        return f"kafka://{self.bootstrap_servers}/{self.topic}"
+
     # -- the Trigger protocol --------------------------------------------------------------------
 
     @property

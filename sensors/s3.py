@@ -174,6 +174,11 @@ class S3Events:
         return f"{where} polled every {self.poll_interval:g}s"
 
     @property
+    def asset_uri(self) -> str:
+        """The bucket and prefix as an asset (``SourceAsset``): ``s3://{bucket}/{prefix}``."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
     def kafka_bootstrap(self) -> str:
         return self.bootstrap_servers or "127.0.0.1:9092"
 

@@ -60,9 +60,12 @@ def check_shared_consumers(triggers: Sequence[Any]) -> None:
 
 
 if TYPE_CHECKING:  # mypy proves that each trigger of ours implements the protocol
+    from .assets import OnAssets
     from .dag_completion import AfterDag
     from .kafka import KafkaTopic
     from .s3 import S3Events
     from .timers import Cron, Every
 
-    _OURS: tuple[type[Trigger], ...] = (AfterDag, Cron, Every, KafkaTopic, S3Events)
+    _OURS: tuple[type[Trigger], ...] = (
+        AfterDag, Cron, Every, KafkaTopic, OnAssets, S3Events,
+    )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from .lock import OwnerLock, is_owned
 from .records import (
+    AssetEventRow,
+    AssetRow,
     DagRow,
     EventRow,
     KeyRow,
@@ -9,6 +11,7 @@ from .records import (
     OperationRow,
     RequestRow,
     RequestStatusRow,
+    RunInputRow,
     RunRow,
     TaskRow,
     TryRow,
@@ -17,6 +20,8 @@ from .store import Durability, Store, run_from_row, task_from_row
 from .writer import StoreWriter
 
 __all__ = [
+    "AssetEventRow",
+    "AssetRow",
     "DagRow",
     "Durability",
     "EventRow",
@@ -26,6 +31,7 @@ __all__ = [
     "OwnerLock",
     "RequestRow",
     "RequestStatusRow",
+    "RunInputRow",
     "RunRow",
     "Store",
     "StoreWriter",

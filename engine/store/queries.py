@@ -177,3 +177,66 @@ ABANDON_REQUESTS = (
     "UPDATE requests SET state = 'failed', error = 'engine stopped while running it' "
     "WHERE state = 'running'"
 )
+
+# -- assets (issue 12) ------------------------------------------------------------------------------
+
+ASSET_COLUMNS = ", ".join(records.AssetRow._fields)
+ASSET_EVENT_COLUMNS = ", ".join(records.AssetEventRow._fields)
+RUN_INPUT_COLUMNS = ", ".join(records.RunInputRow._fields)
+
+UPSERT_ASSET = """
+INSERT INTO assets (uri, name, metadata, first_seen) VALUES (?, ?, ?, ?)
+ON CONFLICT (uri) DO UPDATE SET
+    name = COALESCE(excluded.name, assets.name),
+    metadata = COALESCE(excluded.metadata, assets.metadata)
+"""
+
+INSERT_ASSET_EVENT = """
+INSERT INTO asset_events (event_id, uri, ts, run_id, dag_id, task_id, try_number, metadata, schema)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+INSERT_RUN_INPUT = """
+INSERT INTO run_inputs (run_id, uri, kind, task_id, event_id, ts) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+"""
+
+SELECT_ASSETS = f"""
+SELECT {ASSET_COLUMNS} FROM (
+    SELECT a.uri, a.name, a.metadata, a.first_seen,
+           (SELECT MAX(e.seq) FROM asset_events e WHERE e.uri = a.uri) AS last_seq
+    FROM assets a WHERE a.uri > ? ORDER BY a.uri LIMIT ?
+)
+"""
+SELECT_ASSET = f"""
+SELECT {ASSET_COLUMNS} FROM (
+    SELECT a.uri, a.name, a.metadata, a.first_seen,
+           (SELECT MAX(e.seq) FROM asset_events e WHERE e.uri = a.uri) AS last_seq
+    FROM assets a WHERE a.uri = ?
+)
+"""
+
+SELECT_ASSET_EVENTS = f"""
+SELECT {ASSET_EVENT_COLUMNS} FROM asset_events
+WHERE uri = ? AND seq < ? ORDER BY seq DESC LIMIT ?
+"""
+SELECT_RUN_OUTPUTS = f"SELECT {ASSET_EVENT_COLUMNS} FROM asset_events WHERE run_id = ? ORDER BY seq"
+SELECT_RUN_INPUTS = (
+    f"SELECT {RUN_INPUT_COLUMNS} FROM run_inputs WHERE run_id = ? ORDER BY kind, uri, event_id"
+)
+
+
+def select_asset_events_by_seq(count: int) -> str:
+    """Asset events by seq; parameters: ``count`` seqs."""
+    marks = ", ".join("?" * count)
+    return f"SELECT {ASSET_EVENT_COLUMNS} FROM asset_events WHERE seq IN ({marks})"
+
+
+# The asset events queued for a DAG (``OnAssets``): their ``events`` row says ``waiting``; the run
+# that consumes them turns it into ``ran`` in the transaction that stores the run.
+SELECT_WAITING_ASSET_EVENTS = f"""
+SELECT {", ".join("a." + c for c in records.AssetEventRow._fields)}
+FROM events w JOIN asset_events a ON a.event_id = w.event_id
+WHERE w.dag_id = ? AND w.outcome = 'waiting' ORDER BY a.seq
+"""

@@ -132,3 +132,43 @@ class KeyRow(NamedTuple):
     dag_id: str
     run_key: str
     run_id: str
+
+
+class AssetRow(NamedTuple):
+    """A row of ``assets`` with its latest event's seq (None before any). ``metadata`` is
+    serialized (the declared one)."""
+
+    uri: str
+    name: str | None
+    metadata: bytes | None
+    first_seen: float
+    last_seq: int | None
+
+
+class AssetEventRow(NamedTuple):
+    """A row of ``asset_events``: data written (or read at a source). ``metadata`` and ``schema``
+    are serialized; ``run_id``, ``dag_id``, ``task_id`` and ``try_number`` name who wrote it."""
+
+    seq: int
+    event_id: str
+    uri: str
+    ts: float
+    run_id: str | None
+    dag_id: str | None
+    task_id: str | None
+    try_number: int | None
+    metadata: bytes | None
+    schema: bytes | None
+
+
+class RunInputRow(NamedTuple):
+    """A row of ``run_inputs``: an asset a run read. ``kind`` is ``source`` (the Kafka topic or S3
+    prefix whose event started it), ``asset`` (an asset event an ``OnAssets`` run consumed) or
+    ``inlet`` (declared by a task that succeeded); ``event_id`` is the event, ``''`` if none."""
+
+    run_id: str
+    uri: str
+    kind: str
+    task_id: str
+    event_id: str
+    ts: float

@@ -121,6 +121,39 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN trace_context BLOB;
     """,
+    # 3 -> 4: data assets (issue 12): what each run read and wrote, and runs triggered by data
+    """
+    CREATE TABLE assets (
+        uri          TEXT PRIMARY KEY,
+        name         TEXT,
+        metadata     BLOB,
+        first_seen   REAL NOT NULL
+    );
+    CREATE TABLE asset_events (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id     TEXT NOT NULL UNIQUE,
+        uri          TEXT NOT NULL,
+        ts           REAL NOT NULL,
+        run_id       TEXT,
+        dag_id       TEXT,
+        task_id      TEXT,
+        try_number   INTEGER,
+        metadata     BLOB,
+        schema       BLOB
+    );
+    CREATE INDEX asset_events_by_uri ON asset_events (uri, seq);
+    CREATE INDEX asset_events_by_run ON asset_events (run_id);
+    CREATE TABLE run_inputs (
+        run_id       TEXT NOT NULL,
+        uri          TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        task_id      TEXT NOT NULL DEFAULT '',
+        event_id     TEXT NOT NULL DEFAULT '',
+        ts           REAL NOT NULL,
+        PRIMARY KEY (run_id, uri, kind, task_id, event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_waiting ON events (dag_id) WHERE outcome = 'waiting';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

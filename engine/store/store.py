@@ -21,6 +21,8 @@ from ..states import RunState, TaskState
 from . import queries as q
 from .lock import OwnerLock
 from .records import (
+    AssetEventRow,
+    AssetRow,
     DagRow,
     EventRow,
     KeyRow,
@@ -28,6 +30,7 @@ from .records import (
     OperationRow,
     RequestRow,
     RequestStatusRow,
+    RunInputRow,
     RunRow,
     TaskRow,
     TryRow,
@@ -335,6 +338,44 @@ class Store:
 
     async def dag_row(self, dag_id: str) -> DagRow | None:
         return await self._record(DagRow._make, q.SELECT_DAG, (dag_id,))
+
+    # -- assets -------------------------------------------------------------------------------------
+
+    async def assets(self, *, after: str = "", limit: int = 100) -> list[AssetRow]:
+        """Known assets by URI (paged by key: those after ``after``), each with its latest seq."""
+        return await self._records(AssetRow._make, q.SELECT_ASSETS, (after, limit))
+
+    async def asset(self, uri: str) -> AssetRow | None:
+        return await self._record(AssetRow._make, q.SELECT_ASSET, (uri,))
+
+    async def asset_events(
+        self, uri: str, *, before: int | None = None, limit: int = 100
+    ) -> list[AssetEventRow]:
+        """Events of one asset, newest first, with a seq below ``before`` (paged by key)."""
+        top = before if before is not None else 2**63 - 1
+        return await self._records(AssetEventRow._make, q.SELECT_ASSET_EVENTS, (uri, top, limit))
+
+    async def asset_events_by_seq(self, seqs: Sequence[int]) -> dict[int, AssetEventRow]:
+        found: dict[int, AssetEventRow] = {}
+        unique = list(dict.fromkeys(seqs))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            sql = q.select_asset_events_by_seq(len(chunk))
+            for row in await self._records(AssetEventRow._make, sql, chunk):
+                found[row.seq] = row
+        return found
+
+    async def run_outputs(self, run_id: str) -> list[AssetEventRow]:
+        """The asset events a run's tasks recorded, oldest first."""
+        return await self._records(AssetEventRow._make, q.SELECT_RUN_OUTPUTS, (run_id,))
+
+    async def run_inputs(self, run_id: str) -> list[RunInputRow]:
+        """The assets a run read: its source event, the asset events it consumed, its inlets."""
+        return await self._records(RunInputRow._make, q.SELECT_RUN_INPUTS, (run_id,))
+
+    async def waiting_asset_events(self, dag_id: str) -> list[AssetEventRow]:
+        """The asset events queued for ``dag_id`` that no run consumed yet, oldest first."""
+        return await self._records(AssetEventRow._make, q.SELECT_WAITING_ASSET_EVENTS, (dag_id,))
 
 
 def _read_in_thread(

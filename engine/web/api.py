@@ -134,6 +134,14 @@ async def get_dag(request: web.Request) -> web.Response:
     return json_response(overview)
 
 
+async def dag_assets(request: web.Request) -> web.Response:
+    """Why an asset-triggered DAG has not run: which parts of its condition are met by the asset
+    events waiting for it, which assets are missing (``Engine.asset_condition``)."""
+    st = state_of(request)
+    dag = _dag_or_404(st.engine, request.match_info["dag_id"])
+    return json_response(await st.engine.asset_condition(dag.dag_id))
+
+
 async def runs(request: web.Request) -> web.Response:
     st = state_of(request)
     flt = RunFilter.from_query(request.query)
@@ -375,6 +383,7 @@ def add_routes(app: web.Application, base: str) -> None:
         ("/health", health),
         ("/dags", list_dags),
         ("/dags/{dag_id}", get_dag),
+        ("/dags/{dag_id}/assets", dag_assets),
         ("/runs", runs),
         ("/runs/{run_id}", get_run),
         ("/runs/{run_id}/tasks/{task_id}/logs", task_logs),

@@ -16,9 +16,9 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine import DAG, Context, Engine, dag, task
+from engine import DAG, Asset, Context, Engine, dag, task
 from engine.web import serve, token_file
-from sensors import Cron, Every
+from sensors import Cron, Every, OnAssets
 
 TOKEN = "test-token-1234"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -462,3 +462,35 @@ async def test_run_page_lists_the_operations_done_on_the_run(tmp_path: Path) -> 
     assert response.status == 200
     assert "<h2>Operations</h2>" in html
     assert "carol" in html and ">rerun<" in html
+
+
+@task(outlets=["s3://lake/a/"])
+async def write_a() -> None:
+    return None
+
+
+@dag
+def makes_a() -> None:
+    write_a()
+
+
+@dag(triggers=[OnAssets(Asset("s3://lake/a/") & Asset("s3://lake/b/"))])
+def needs_a_and_b() -> None:
+    extract()
+
+
+async def test_why_an_asset_triggered_dag_has_not_run(tmp_path: Path) -> None:
+    async with served(tmp_path, dags=[makes_a, needs_a_and_b]) as web:
+        before = await web.get("/api/dags/needs_a_and_b/assets")
+        assert before["met"] is False and before["waiting"] == {}
+        await web.post("/api/dags/makes_a/trigger", {}, status=201)
+        after = await web.until(
+            "/api/dags/needs_a_and_b/assets", lambda d: "s3://lake/a/" in d["waiting"]
+        )
+        plain = await web.get("/api/dags/makes_a/assets")
+        await web.get("/api/dags/nope/assets", status=404)
+    assert after["condition"] == "s3://lake/a/ & s3://lake/b/"
+    assert after["met"] is False and after["missing"] == ["s3://lake/b/"]
+    assert after["tree"]["parts"][0] == {"asset": "s3://lake/a/", "met": True}
+    assert after["waiting"]["s3://lake/a/"]["events"] == 1
+    assert plain["condition"] is None

@@ -30,6 +30,13 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_OPERATIONS": records.OperationRow,
     "SELECT_PENDING_REQUESTS": records.RequestRow,
     "SELECT_REQUEST": records.RequestStatusRow,
+    "SELECT_ASSETS": records.AssetRow,
+    "SELECT_ASSET": records.AssetRow,
+    "SELECT_ASSET_EVENTS": records.AssetEventRow,
+    "select_asset_events_by_seq": records.AssetEventRow,
+    "SELECT_RUN_OUTPUTS": records.AssetEventRow,
+    "SELECT_RUN_INPUTS": records.RunInputRow,
+    "SELECT_WAITING_ASSET_EVENTS": records.AssetEventRow,
 }
 # ... or the one column the store reads itself
 ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
@@ -40,7 +47,7 @@ def _sql(name: str) -> str:
     if name == "select_runs":
         sql: str = found("d", "s", since=True, until=True, trigger=True, key_prefix=True)
         return sql
-    if name == "select_existing_keys":
+    if name in ("select_existing_keys", "select_asset_events_by_seq"):
         sql = found(3)
         return sql
     assert isinstance(found, str)
