@@ -17,6 +17,7 @@ OPERATION_COLUMNS = ", ".join(records.OperationRow._fields)
 REQUEST_COLUMNS = ", ".join(records.RequestRow._fields)
 REQUEST_STATUS_COLUMNS = ", ".join(records.RequestStatusRow._fields)
 KEY_COLUMNS = ", ".join(records.KeyRow._fields)
+RUNNER_PROCESS_COLUMNS = ", ".join(records.RunnerProcessRow._fields)
 
 INSERT_RUN = """
 INSERT INTO runs (run_id, dag_id, run_key, state, params, logical_date, trigger, event, created_at)
@@ -177,3 +178,10 @@ ABANDON_REQUESTS = (
     "UPDATE requests SET state = 'failed', error = 'engine stopped while running it' "
     "WHERE state = 'running'"
 )
+
+INSERT_RUNNER_PROCESS = """
+INSERT OR REPLACE INTO runner_processes (pid, start_time, engine_pid, started_at) VALUES (?, ?, ?, ?)
+"""
+DELETE_RUNNER_PROCESS = "DELETE FROM runner_processes WHERE pid = ?"
+CLEAR_RUNNER_PROCESSES = "DELETE FROM runner_processes"
+SELECT_RUNNER_PROCESSES = f"SELECT {RUNNER_PROCESS_COLUMNS} FROM runner_processes ORDER BY pid"

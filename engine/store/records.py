@@ -132,3 +132,13 @@ class KeyRow(NamedTuple):
     dag_id: str
     run_key: str
     run_id: str
+
+
+class RunnerProcessRow(NamedTuple):
+    """A worker process an engine started (``engine.runners``): its PID and start time (clock ticks
+    since boot, None where unknown)."""
+
+    pid: int
+    start_time: int | None
+    engine_pid: int
+    started_at: float

@@ -121,6 +121,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN trace_context BLOB;
     """,
+    # 3 -> 4: runners (engine/runners): the worker processes the engine started, so the next start
+    # after a kill -9 reaps those still alive (start_time tells a reused PID apart)
+    """
+    CREATE TABLE runner_processes (
+        pid          INTEGER PRIMARY KEY,
+        start_time   INTEGER,
+        engine_pid   INTEGER NOT NULL,
+        started_at   REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

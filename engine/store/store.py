@@ -28,6 +28,7 @@ from .records import (
     OperationRow,
     RequestRow,
     RequestStatusRow,
+    RunnerProcessRow,
     RunRow,
     TaskRow,
     TryRow,
@@ -335,6 +336,10 @@ class Store:
 
     async def dag_row(self, dag_id: str) -> DagRow | None:
         return await self._record(DagRow._make, q.SELECT_DAG, (dag_id,))
+
+    async def runner_processes(self) -> list[RunnerProcessRow]:
+        """The worker processes recorded by runners (``engine.runners.reaper``)."""
+        return await self._records(RunnerProcessRow._make, q.SELECT_RUNNER_PROCESSES)
 
 
 def _read_in_thread(

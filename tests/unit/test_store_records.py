@@ -30,6 +30,7 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_OPERATIONS": records.OperationRow,
     "SELECT_PENDING_REQUESTS": records.RequestRow,
     "SELECT_REQUEST": records.RequestStatusRow,
+    "SELECT_RUNNER_PROCESSES": records.RunnerProcessRow,
 }
 # ... or the one column the store reads itself
 ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
