@@ -24,13 +24,16 @@ log = logging.getLogger("podium.runners")
 
 
 def start_time(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), or None if it does not exist."""
+    """When process ``pid`` started (clock ticks since boot), or None if it does not exist or has
+    exited (a zombie no one has waited for yet: an orphan's new parent may be slow to reap it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: count fields after its last ")"
     fields = stat[stat.rfind(")") + 2 :].split()
+    if not fields or fields[0] in ("Z", "X"):  # field 3, state: zombie or dead
+        return None
     try:
         return int(fields[19])  # field 22, starttime
     except (IndexError, ValueError):
