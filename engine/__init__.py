@@ -2,7 +2,8 @@
 
 The public API: define pipelines with ``@task`` and ``@dag``, run them with ``Engine``; alerts go to
 ``SlackWebhook``, ``JSONWebhook`` or ``CallbackNotifier`` (any ``Notifier``), tuned by
-``SlownessPolicy`` and ``SLA``. Triggers are in ``sensors``.
+``SlownessPolicy`` and ``SLA``. Where tasks run: ``Local`` (default) or ``Process`` (a pool of worker
+processes), any ``Runner``. Triggers are in ``sensors``.
 """
 
 from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, SlackWebhook
@@ -19,6 +20,7 @@ from .errors import (
     ParamError,
     PodiumError,
     ResultError,
+    RunnerError,
     RunNotFoundError,
     Skip,
     SourceError,
@@ -27,9 +29,11 @@ from .errors import (
     StoreLockedError,
     TaskTimeoutError,
     TriggerError,
+    WorkerDiedError,
 )
 from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
+from .runners import Local, Process, Runner
 from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState, TriggerRule
 from .templating import Template, TemplateError, TemplateRenderError
@@ -48,16 +52,20 @@ __all__ = [
     "Engine",
     "EngineStoppedError",
     "JSONWebhook",
+    "Local",
     "ManualClock",
     "MetricsError",
     "Notifier",
     "ParamError",
     "PodiumError",
+    "Process",
     "ResultError",
     "RetryPolicy",
     "Run",
     "RunNotFoundError",
     "RunState",
+    "Runner",
+    "RunnerError",
     "Skip",
     "SlackWebhook",
     "SlownessPolicy",
@@ -78,6 +86,7 @@ __all__ = [
     "TemplateRenderError",
     "TriggerError",
     "TriggerRule",
+    "WorkerDiedError",
     "dag",
     "task",
 ]

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from . import serialization
 from .errors import PodiumError
 from .logs import DEFAULT_MAX_LOG_BYTES
+from .runners.base import Runner
 from .store import Durability
 
 
@@ -37,8 +38,11 @@ class EngineConfig:
     http_token: str | None = None
     http_public_read: bool = False
     http_private_probes: bool = False
+    runner: Runner | None = None
 
     def __post_init__(self) -> None:
+        if self.runner is not None and not isinstance(self.runner, Runner):
+            raise PodiumError(f"runner must be a runner such as Process(), got {self.runner!r}")
         object.__setattr__(self, "db", os.fspath(self.db))
         if not isinstance(self.max_tasks, int) or self.max_tasks < 1:
             raise PodiumError(f"max_tasks must be >= 1, got {self.max_tasks}")

@@ -20,6 +20,7 @@ from sensors.base import Schedule, Trigger, not_a_trigger
 from .assets import Asset, as_assets
 from .errors import DAGError, ParamError, TriggerError
 from .retry import RetryPolicy
+from .runners.base import Runner
 from .states import TriggerRule
 from .templating import Template, contains_template
 
@@ -81,8 +82,10 @@ class TaskOptions:
     sla: float | None = None
     inlets: tuple[Asset, ...] = ()  # the assets the task reads (lineage)
     outlets: tuple[Asset, ...] = ()  # the assets it writes: one asset event each per success
+    runner: Runner | None = None  # where the try runs (engine/runners); None: the DAG's or engine's
 
     def validate(self, name: str) -> None:
+        _check_runner(f"task {name!r}", self.runner)
         if self.sla is not None and not self.sla > 0:
             raise DAGError(f"task {name!r}: sla must be > 0 seconds, got {self.sla!r}")
         if isinstance(self.on_failure, str) and self.on_failure != "pause":
@@ -448,7 +451,9 @@ class DAG:
         tags: Sequence[str] = (),
         source_file: str | None = None,
         sla: float | None = None,
+        runner: Runner | None = None,
     ) -> None:
+        _check_runner(f"DAG {dag_id!r}", runner)
         if isinstance(on_failure, str) and on_failure != "pause":
             raise DAGError(
                 f'DAG {dag_id!r}: on_failure takes a callback or "pause", got {on_failure!r}'
@@ -465,6 +470,7 @@ class DAG:
         self.tags = tuple(tags)
         self.source_file = source_file
         self.sla = sla
+        self.runner = runner  # the tasks' runner unless a task names its own
         self.order = _topological_order(dag_id, nodes)
         self.tasks: dict[str, TaskNode] = {tid: nodes[tid] for tid in self.order}
         self.roots = tuple(tid for tid in self.order if not self.tasks[tid].upstream)
@@ -600,6 +606,13 @@ def _coerce(dag_id: str, param: DAGParam, value: Any) -> Any:
     )
 
 
+def _check_runner(owner: str, runner: Any) -> None:
+    if runner is not None and not isinstance(runner, Runner):
+        raise DAGError(
+            f"{owner}: runner must be a runner such as Process(workers=4), got {runner!r}"
+        )
+
+
 def _check_limit(dag_id: str, name: str, value: int | None) -> None:
     if value is not None and (not isinstance(value, int) or value < 1):
         raise DAGError(f"DAG {dag_id!r}: {name} must be an int >= 1 or None, got {value!r}")
@@ -719,6 +732,7 @@ def task(
     sla: float | None = None,
     inlets: Iterable[Asset | str] = (),
     outlets: Iterable[Asset | str] = (),
+    runner: Runner | None = None,
 ) -> Callable[[Callable[P, R]], TaskDef[P, R]]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
     """Declare a task. Bare (``@task``) or with options (``@task(retries=3, pool="db")``).
@@ -731,6 +745,7 @@ def task(fn: Any = None, /, **options: Any) -> Any:
     after the run's logical date by which the task should have succeeded; a miss is alerted).
     ``inlets`` / ``outlets``: the assets (``Asset`` or URI strings) it reads and writes; each
     success records one asset event per outlet, committed with the success (see docs/assets.md).
+    ``runner``: where its tries run, e.g. ``Process(workers=4)`` (see ``engine.runners``).
     """
     if fn is not None:
         return TaskDef(fn, TaskOptions())
@@ -759,13 +774,14 @@ def dag(
     description: str | None = None,
     tags: Sequence[str] = (),
     sla: float | None = None,
+    runner: Runner | None = None,
 ) -> Callable[[Callable[..., Any]], DAG]: ...
 def dag(fn: Any = None, /, **options: Any) -> Any:
     """Declare a DAG. The function runs once, now, to build the graph; its parameters are the DAG's params.
 
     Options: ``dag_id`` (default: the function name), ``triggers`` (sensors), ``max_active_runs``,
     ``max_active_tasks`` (per run), ``on_success`` / ``on_failure`` / ``on_retry`` callbacks,
-    ``description``, ``tags``.
+    ``description``, ``tags``, ``runner`` (where its tasks run unless a task names its own).
     """
     if fn is not None:
         return build_dag(fn)

@@ -27,6 +27,7 @@ from .states import TaskState
 from .taskset import TaskSet
 
 if TYPE_CHECKING:
+    from .runners.sessions import Runners
     from .tracing import Tracing
 
 OutcomeHandler = Callable[[ActiveRun, TaskRecord, TryResult, "Context | None"], None]
@@ -58,6 +59,7 @@ class Dispatcher:
         self.log_handler: TaskLogHandler | None = None
         self.on_outcome: OutcomeHandler | None = None
         self.tracing: Tracing | None = None  # engine/tracing.py; None when tracing is off
+        self.runners: Runners | None = None  # engine/runners: where each task's body runs
 
     # -- the ready queue ----------------------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class Dispatcher:
         # tracing: the try's span is current while it runs (this asyncio task is the try's own)
         traced = self.tracing.start_try(run, rec) if self.tracing is not None else None
         outcome: TryResult | None = None
+        runners = self.runners  # runners: None (the built-in path) unless the task names one
         try:
             outcome = await run_try(
                 rec.node,
@@ -139,6 +142,7 @@ class Dispatcher:
                 context_factory=make_context,
                 thread_limiter=self._thread_limiter,
                 max_result_bytes=self._max_result_bytes,
+                runner=runners.session_for(run.dag, rec.node) if runners is not None else None,
             )
         finally:
             if traced is not None:

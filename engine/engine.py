@@ -66,6 +66,8 @@ from .router import Subscription
 from .run_driver import RunDriver, call_callback
 from .run_state import ActiveRun
 from .runbook import RunBook
+from .runners.base import Runner
+from .runners.sessions import Runners
 from .slowness import SLA, SlownessPolicy
 from .states import RunState
 from .store import Durability, Store, run_from_row
@@ -102,6 +104,8 @@ class Engine:
     engine, a second one raises ``MetricsError`` when it starts.
     ``tracing``: OpenTelemetry spans per run and per try through the global tracer provider, or
     through ``tracer_provider`` if given (needs ``podium[otel]``; see ``engine.tracing``).
+    ``runner``: where tasks run unless their DAG or the task names a runner (default ``Local()``:
+    async on the loop, sync in a thread; ``Process(workers=N)``: worker processes; docs/runners.md).
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class Engine:
         metrics_registry: CollectorRegistry | None = None,
         tracing: bool = False,
         tracer_provider: TracerProvider | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.config = EngineConfig(
             db=os.fspath(db), max_tasks=max_tasks, pools=pools or {}, max_threads=max_threads,
@@ -148,6 +153,7 @@ class Engine:
             loop_lag_threshold=loop_lag_threshold, max_map_length=max_map_length, http=http,
             http_token=http_token,
             http_public_read=http_public_read, http_private_probes=http_private_probes,
+            runner=runner,
         )  # fmt: skip
         config = self.config
         self.clock: Clock = clock or SystemClock()
@@ -194,6 +200,14 @@ class Engine:
             on_finished=self._after_run,
         )
         self._driver.attach(self._book)
+        # runners (engine/runners): the pools of worker processes; opened in _start_jobs
+        self._runners = Runners(
+            dags=MappingProxyType(self._dags),
+            default=config.runner,
+            store=self._store,
+            max_log_bytes=config.max_log_bytes,
+        )
+        self._dispatcher.runners = self._runners
         self._tracing: Tracing | None = None
         if tracing or tracer_provider is not None:
             self._tracing = _make_tracing(self._recorder, tracer_provider)
@@ -378,6 +392,7 @@ class Engine:
 
     async def _start_jobs(self, tg: anyio.abc.TaskGroup) -> None:
         self._store.writer.on_commit = self.metrics.observe_commit
+        await tg.start(self._runners.serve)  # reaps a killed engine's workers, opens the pools
         await tg.start(self.alerting.run)  # seeds baselines before runs are adopted
         tg.start_soon(self.metrics.loop_lag.run)
         address = self.config.http_address

@@ -64,6 +64,15 @@ class StepError(PodiumError):
     an unexpected status or could not connect."""
 
 
+class RunnerError(PodiumError):
+    """A runner could not run a try: an argument cannot be sent to a worker process, a worker
+    died (the message names the signal or exit code), a runner was not started."""
+
+
+class WorkerDiedError(RunnerError):
+    """The worker process running a try died (a segfault, an OOM kill, ``os._exit``)."""
+
+
 class Skip(Exception):
     """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
 
@@ -88,6 +97,7 @@ __all__ = [
     "PodiumError",
     "ResultError",
     "RunNotFoundError",
+    "RunnerError",
     "Skip",
     "SourceError",
     "StepError",
@@ -95,5 +105,6 @@ __all__ = [
     "StoreLockedError",
     "TaskTimeoutError",
     "TriggerError",
+    "WorkerDiedError",
     "describe_exception",
 ]

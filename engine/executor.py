@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import traceback as tb
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -16,6 +16,7 @@ from . import serialization
 from .context import Context
 from .dag import CONTEXT, ParamRef, TaskNode, TaskRef
 from .errors import ResultError, Skip, TaskTimeoutError, describe_exception
+from .runners.base import RunnerSession, TryCall
 from .templating import render_arguments
 
 
@@ -67,9 +68,11 @@ async def run_try(
     context_factory: Callable[[], Context],
     thread_limiter: anyio.CapacityLimiter,
     max_result_bytes: int | None,
+    runner: RunnerSession | None = None,
 ) -> TryResult:
     """Run one try of ``node``. Cancellation of ``scope`` ends it as CANCELLED; an outer
-    cancellation (engine torn down) propagates untouched."""
+    cancellation (engine torn down) propagates untouched. ``runner``: the session that runs the
+    body (engine/runners); None runs it here (async on the loop, sync in a thread)."""
     timed_out = False
     value: Any = None
     try:
@@ -84,14 +87,20 @@ async def run_try(
         if node.templated:  # templated values (engine/templating.py): rendered before the body runs
             assert ctx is not None
             args, kwargs = render_arguments(node, args, kwargs, ctx)
-        fn = node.definition.fn
+        body: Callable[[], Awaitable[Any]]
+        if runner is None:
+            body = functools.partial(
+                _invoke, node.definition.fn, node.is_async, args, kwargs, thread_limiter
+            )
+        else:  # runners (engine/runners): the task's runner session runs the body
+            body = functools.partial(runner.call, TryCall(node, args, kwargs, ctx))
         with scope:
             timeout = node.options.timeout
             if timeout is None:
-                value = await _invoke(fn, node.is_async, args, kwargs, thread_limiter)
+                value = await body()
             else:
                 with anyio.move_on_after(timeout) as timeout_scope:
-                    value = await _invoke(fn, node.is_async, args, kwargs, thread_limiter)
+                    value = await body()
                 timed_out = timeout_scope.cancelled_caught
         if scope.cancelled_caught:
             return TryResult(Outcome.CANCELLED, message="cancelled")

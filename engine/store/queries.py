@@ -17,6 +17,7 @@ OPERATION_COLUMNS = ", ".join(records.OperationRow._fields)
 REQUEST_COLUMNS = ", ".join(records.RequestRow._fields)
 REQUEST_STATUS_COLUMNS = ", ".join(records.RequestStatusRow._fields)
 KEY_COLUMNS = ", ".join(records.KeyRow._fields)
+RUNNER_PROCESS_COLUMNS = ", ".join(records.RunnerProcessRow._fields)
 
 INSERT_RUN = """
 INSERT INTO runs (run_id, dag_id, run_key, state, params, logical_date, trigger, event, created_at)
@@ -240,3 +241,11 @@ SELECT {", ".join("a." + c for c in records.AssetEventRow._fields)}
 FROM events w JOIN asset_events a ON a.event_id = w.event_id
 WHERE w.dag_id = ? AND w.outcome = 'waiting' ORDER BY a.seq
 """
+
+
+INSERT_RUNNER_PROCESS = """
+INSERT OR REPLACE INTO runner_processes (pid, start_time, engine_pid, started_at) VALUES (?, ?, ?, ?)
+"""
+DELETE_RUNNER_PROCESS = "DELETE FROM runner_processes WHERE pid = ?"
+CLEAR_RUNNER_PROCESSES = "DELETE FROM runner_processes"
+SELECT_RUNNER_PROCESSES = f"SELECT {RUNNER_PROCESS_COLUMNS} FROM runner_processes ORDER BY pid"

@@ -172,3 +172,13 @@ class RunInputRow(NamedTuple):
     task_id: str
     event_id: str
     ts: float
+
+
+class RunnerProcessRow(NamedTuple):
+    """A worker process an engine started (``engine.runners``): its PID and start time (clock ticks
+    since boot, None where unknown)."""
+
+    pid: int
+    start_time: int | None
+    engine_pid: int
+    started_at: float

@@ -154,6 +154,16 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX events_waiting ON events (dag_id) WHERE outcome = 'waiting';
     """,
+    # 4 -> 5: runners (engine/runners): the worker processes the engine started, so the next start
+    # after a kill -9 reaps those still alive (start_time tells a reused PID apart)
+    """
+    CREATE TABLE runner_processes (
+        pid          INTEGER PRIMARY KEY,
+        start_time   INTEGER,
+        engine_pid   INTEGER NOT NULL,
+        started_at   REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,6 +31,7 @@ from .records import (
     RequestRow,
     RequestStatusRow,
     RunInputRow,
+    RunnerProcessRow,
     RunRow,
     TaskRow,
     TryRow,
@@ -376,6 +377,10 @@ class Store:
     async def waiting_asset_events(self, dag_id: str) -> list[AssetEventRow]:
         """The asset events queued for ``dag_id`` that no run consumed yet, oldest first."""
         return await self._records(AssetEventRow._make, q.SELECT_WAITING_ASSET_EVENTS, (dag_id,))
+
+    async def runner_processes(self) -> list[RunnerProcessRow]:
+        """The worker processes recorded by runners (``engine.runners.reaper``)."""
+        return await self._records(RunnerProcessRow._make, q.SELECT_RUNNER_PROCESSES)
 
 
 def _read_in_thread(

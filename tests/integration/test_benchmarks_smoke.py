@@ -59,3 +59,12 @@ def test_a_uvloop_implementation_refuses_another_loop(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="on uvloop"):  # "podium": asyncio's default loop
         on_loop_of("podium", measure_once("podium-uvloop", wl, tmp_path / "state.db"))
     assert not (tmp_path / "state.db").exists()
+
+
+async def test_runners_benchmark_runs_on_threads_and_on_a_process_pool() -> None:
+    from benchmarks.runners import measure
+    from engine import Process
+
+    for runner in (None, Process(workers=1)):
+        out = await measure(runner, iterations=1000, reps=1, tasks=4)
+        assert len(out["samples_s"]) == 1

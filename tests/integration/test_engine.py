@@ -414,11 +414,13 @@ async def test_graceful_stop_reruns_interrupted_tasks_on_next_start(db: Path) ->
 
 def test_library_never_calls_asyncio_run() -> None:
     root = Path(__file__).resolve().parents[2]
+    # the Process runner's worker is the main program of its own process: it owns its loop
+    own_loop = {"engine/runners/worker.py"}
     offenders = [
         str(p.relative_to(root))
         for pkg in ("engine", "sensors")
         for p in (root / pkg).rglob("*.py")
-        if "asyncio.run(" in p.read_text()
+        if "asyncio.run(" in p.read_text() and str(p.relative_to(root)) not in own_loop
     ]
     assert offenders == []
 

@@ -34,6 +34,7 @@ class Harness:
         self.logs = tmp_path / "engine.log"
         self.logs.touch()
         self.starts = 0
+        self.dag_file = DAG_FILE
 
     def podium(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -49,7 +50,7 @@ class Harness:
         self.starts += 1
         with self.logs.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine", "run", str(DAG_FILE), "--db", str(self.db)],
+                [sys.executable, "-m", "engine", "run", str(self.dag_file), "--db", str(self.db)],
                 env=self.env,
                 stdout=log,
                 stderr=log,
@@ -232,3 +233,40 @@ def test_kill_while_mapped_instances_run_reruns_none_of_the_committed_ones(
         if tid.startswith("handle[") and tid not in doubled:
             starts = [s for s in harness.lines() if s.startswith(f"start {tid} ")]
             assert len(starts) == task_["try_number"], (tid, starts)
+
+
+def test_kill_while_process_tasks_run_leaves_no_orphan_workers(tmp_path: Path) -> None:
+    from engine.runners.reaper import start_time
+
+    harness = Harness(tmp_path)
+    harness.dag_file = Path(__file__).with_name("runner_dags.py")
+    try:
+        harness.start()
+        run_id = harness.trigger("four_processes", key="k")
+        harness.wait_until(
+            lambda: sum(line.startswith("start held_") for line in harness.lines()) == 4,
+            "four tasks to run in workers",
+        )
+        workers = {int(line.split()[3]) for line in harness.lines()}
+        assert len(workers) == 4
+        began = {pid: start_time(pid) for pid in workers}
+        harness.kill9()
+        # the killed engine's workers live on, still running their tasks ...
+        assert all(began[pid] is not None for pid in workers)
+        harness.start()
+        # ... until the next start reaps them (before it serves)
+        assert all(start_time(pid) != began[pid] for pid in workers)
+        harness.gate.touch()
+        run = harness.wait_finished(run_id)
+        harness.stop()
+    finally:
+        if harness.proc is not None:
+            harness.proc.kill()
+            harness.proc.wait()
+    assert run["state"] == "success"
+    for i in range(4):
+        held = run["tasks"][f"held_{i}"]
+        assert held["try_number"] == 2 and held["result"] == 2
+        assert held["tries"][0]["error"] == "engine stopped while running"
+    retried = {int(line.split()[3]) for line in harness.lines() if line.split()[2] == "2"}
+    assert not retried & workers  # the retries ran on new workers

@@ -37,6 +37,7 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_RUN_OUTPUTS": records.AssetEventRow,
     "SELECT_RUN_INPUTS": records.RunInputRow,
     "SELECT_WAITING_ASSET_EVENTS": records.AssetEventRow,
+    "SELECT_RUNNER_PROCESSES": records.RunnerProcessRow,
 }
 # ... or the one column the store reads itself
 ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}

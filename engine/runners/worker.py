@@ -1,0 +1,269 @@
+"""A worker process of the ``Process`` runner: ``python -m engine.runners.worker``.
+
+It reads frames (``engine.runners.wire``) on stdin and writes frames on what was its stdout; the
+task's own stdout and stderr become log lines of the try (file descriptor 1 is pointed at 2, so
+output written below Python goes to the engine's stderr, never into the pipe). ``logging`` records
+and printed lines are sent while a try runs, up to the try's log budget. SIGTERM unwinds the task
+(its ``finally`` blocks run) and ends the process; the engine follows with SIGKILL of the process
+group after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import pickle
+import resource
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Coroutine
+from typing import Any, BinaryIO, NoReturn
+
+import cloudpickle
+
+from ..context import Context
+from ..errors import ResultError
+from ..serialization import encode_result
+from . import wire
+
+_LINE_CHUNK = 64 * 1024
+_LIMITS = [
+    getattr(resource, name)
+    for name in ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_CPU", "RLIMIT_NOFILE")
+    if hasattr(resource, name)
+]
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM: the engine cancelled this try."""
+
+
+class Channel:
+    """The worker's end of the pipe; ``send`` may be called from the task's threads."""
+
+    def __init__(self, reader: BinaryIO, writer: BinaryIO) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._lock = threading.Lock()
+        self.active = False
+        self.max_log_bytes = 0
+        self._budget = 0
+
+    def send(self, frame: tuple[Any, ...]) -> None:
+        data = wire.encode(frame)
+        with self._lock:
+            self._writer.write(data)
+            self._writer.flush()
+
+    def receive(self) -> tuple[Any, ...] | None:
+        header = self._reader.read(wire.HEADER.size)
+        if len(header) < wire.HEADER.size:
+            return None  # the engine closed the pipe (it stopped, or it died)
+        (size,) = wire.HEADER.unpack(header)
+        body = self._reader.read(size)
+        if len(body) < size:
+            return None
+        return wire.decode(body)
+
+    def begin_try(self) -> None:
+        self._budget = self.max_log_bytes
+        self.active = True
+
+    def log(self, name: str, levelno: int, message: str, created: float) -> None:
+        """Send one log line while a try runs; past the budget, only the line that crosses it goes
+        (the engine then writes its truncation marker)."""
+        if not self.active or self._budget < 0:
+            return
+        self._budget -= len(message.encode("utf-8", "replace"))
+        self.send(("log", name, levelno, logging.getLevelName(levelno), message, created))
+
+    def checkpoint(self, value: Any, task_id: str) -> None:
+        data = encode_result(value, what=f"checkpoint of task {task_id!r}", max_bytes=None)
+        self.send(("checkpoint", data))
+        reply = self.receive()
+        if reply is None:
+            raise SystemExit(0)
+        if reply[0] != "ack":
+            raise RuntimeError(f"unexpected frame from the engine: {reply[0]!r}")
+        if reply[1] is not None:
+            raise ResultError(reply[1])
+
+
+class _ForwardHandler(logging.Handler):
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(level=logging.DEBUG)
+        self._channel = channel
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            self._channel.log(record.name, record.levelno, message, record.created)
+        except Exception:
+            self.handleError(record)
+
+
+class _LineWriter(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr`` of a worker: each line becomes a log line of the try."""
+
+    def __init__(self, channel: Channel, name: str, levelno: int) -> None:
+        self._channel = channel
+        self._name = name
+        self._levelno = levelno
+        self._buffer = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer or len(self._buffer) >= _LINE_CHUNK:
+            line, sep, rest = self._buffer.partition("\n")
+            if not sep or len(line) > _LINE_CHUNK:
+                line, rest = self._buffer[:_LINE_CHUNK], self._buffer[_LINE_CHUNK:]
+            self._buffer = rest
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            line, self._buffer = self._buffer, ""
+            self._emit(line)
+
+    def _emit(self, line: str) -> None:
+        import time
+
+        self._channel.log(self._name, self._levelno, line, time.time())
+
+
+class _WorkerContext(Context):
+    """The try's ``Context`` inside a worker: ``checkpoint`` round-trips to the engine, which
+    returns once the value is committed."""
+
+    __slots__ = ("_round_trip",)
+
+    def __init__(self, channel: Channel, facts: dict[str, Any]) -> None:
+        task_id = facts["task_id"]
+
+        def round_trip(value: Any) -> None:
+            channel.checkpoint(value, task_id)
+
+        async def save(value: Any) -> None:
+            round_trip(value)
+
+        super().__init__(**facts, save_checkpoint=save)
+        self._round_trip = round_trip
+
+    def checkpoint_sync(self, value: Any) -> None:
+        self._round_trip(value)
+        self.last_checkpoint = value
+
+
+def _limits() -> list[tuple[int, int]]:
+    return [resource.getrlimit(limit) for limit in _LIMITS]
+
+
+def _run(channel: Channel, job: wire.Job) -> None:
+    before = _limits()
+    channel.begin_try()
+    try:
+        fn = wire.load_function(job.function)
+        args = [pickle.loads(a) for a in job.args]
+        kwargs = {k: pickle.loads(v) for k, v in job.kwargs.items()}
+        if job.context is not None:
+            ctx = _WorkerContext(channel, job.context)
+            if isinstance(job.context_slot, int):
+                args[job.context_slot] = ctx
+            elif job.context_slot is not None:
+                kwargs[job.context_slot] = ctx
+        if job.is_async:
+            coro: Callable[..., Coroutine[Any, Any, Any]] = fn
+            value = asyncio.run(coro(*args, **kwargs))
+        else:
+            value = fn(*args, **kwargs)
+        data = encode_result(value, what=f"result of task {job.task_id!r}", max_bytes=None)
+    except _Terminated:
+        raise
+    except BaseException as exc:  # the task's failure is the try's, sent back whole
+        _flush_output()
+        channel.active = False
+        channel.send(_raised(exc, retire=_limits() != before))
+        return
+    _flush_output()
+    channel.active = False
+    channel.send(("ok", data, _limits() != before))
+
+
+def _raised(exc: BaseException, *, retire: bool) -> tuple[Any, ...]:
+    payload: bytes | None = None
+    try:
+        data = cloudpickle.dumps(exc)
+        pickle.loads(data)  # the engine must be able to load it too
+        payload = data
+    except Exception:
+        payload = None
+    kind = type(exc)
+    text = "".join(traceback.format_exception(exc))
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    return ("raised", payload, name, str(exc), text, retire)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a task that closed its stdout loses its last line
+            pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    raise _Terminated
+
+
+def main() -> None:
+    reader = os.fdopen(os.dup(0), "rb")
+    writer = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # the task cannot read the engine's frames
+    os.close(devnull)
+    os.dup2(2, 1)  # nor write into them below Python
+    channel = Channel(reader, writer)
+    init = channel.receive()
+    if init is None or init[0] != "init":
+        return
+    _, path, root_level, max_log_bytes = init
+    sys.path[:] = path
+    channel.max_log_bytes = max_log_bytes
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardHandler(channel)]
+    root.setLevel(root_level)
+    task_logger = logging.getLogger("podium.task")
+    if task_logger.level == logging.NOTSET or task_logger.level > logging.INFO:
+        task_logger.setLevel(logging.INFO)
+    sys.stdout = _LineWriter(channel, "podium.task.stdout", logging.INFO)
+    sys.stderr = _LineWriter(channel, "podium.task.stderr", logging.WARNING)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    channel.send(("ready", os.getpid()))
+    try:
+        while True:
+            frame = channel.receive()
+            if frame is None:
+                return
+            if frame[0] == "run":
+                _run(channel, frame[1])
+    except _Terminated:
+        os._exit(128 + signal.SIGTERM)
+    except BrokenPipeError:
+        os._exit(0)  # the engine is gone
+
+
+if __name__ == "__main__":
+    main()
