@@ -3,6 +3,7 @@ lineage reads, and DAGs triggered by data (``OnAssets``) consuming each event ex
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ async def wait_queued(podium: Engine, dag_id: str, uri: str, events: int) -> dic
 
 
 def asset_outcomes(db: Path, dag_id: str) -> list[tuple[str, str, str | None]]:
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(
             "SELECT event_id, outcome, run_id FROM events WHERE dag_id = ? AND source = 'asset' "
             "ORDER BY event_id",

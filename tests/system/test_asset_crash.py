@@ -4,6 +4,7 @@ consumer run, and no asset event is lost or consumed twice."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import sqlite3
@@ -45,7 +46,7 @@ class AssetHarness(Harness):
         self.proc = None
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
-        with sqlite3.connect(self.db, timeout=10) as conn:
+        with contextlib.closing(sqlite3.connect(self.db, timeout=10)) as conn:
             return conn.execute(sql, args).fetchall()
 
     def asset_events(self) -> dict[str, str]:
