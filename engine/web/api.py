@@ -166,6 +166,10 @@ async def get_run(request: web.Request) -> web.Response:
     results = request.query.get("results", "full")
     if results not in ("full", "preview"):
         raise ApiError(400, "results must be 'full' or 'preview'")
+    instances = request.query.get("instances", "all")
+    if instances not in ("all", "none"):
+        raise ApiError(400, "instances must be 'all' or 'none'")
+    include = frozenset(t for t in request.query.get("include", "").split(",") if t)
     data = run_json(
         run,
         st.engine.dags.get(run.dag_id),
@@ -173,6 +177,8 @@ async def get_run(request: web.Request) -> web.Response:
         now=st.engine.clock.now(),
         base=st.base,
         results=results,
+        instances=instances == "all",
+        include=include,
     )
     return json_response(data)
 

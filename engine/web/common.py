@@ -260,6 +260,8 @@ async def dag_overview(
                 "trigger_rule": node.options.trigger_rule.value,
                 "retries": node.options.retry.retries,
                 "timeout": node.options.timeout,
+                "group": node.group,
+                "mapped": bool(node.mapped),
             }
             for tid, node in dag.tasks.items()
         ],

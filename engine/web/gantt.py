@@ -15,11 +15,12 @@ from markupsafe import Markup
 from ..durations import format_duration
 from ..models import TaskInstance
 from ..states import TaskState
+from .fanout import TIMES, mix_text, mix_words, state_counts, worst_state
 from .format import utc_text
 from .layout import label_of
 from .render import render
 
-BarKind = Literal["queued", "running", "retry_wait"]
+BarKind = Literal["queued", "running", "retry_wait", "mapped"]
 
 ROW_HEIGHT = 22.0
 LABEL_WIDTH = 190.0
@@ -90,6 +91,19 @@ def gantt_bars(tasks: Mapping[str, TaskInstance], now: float) -> list[GanttBar]:
     return bars
 
 
+def mapped_bar(task_id: str, instances: Sequence[TaskInstance], now: float) -> GanttBar | None:
+    """A mapped task's lane: one bar from its instances' first start (or queueing) to the last
+    end (``now`` while one still runs or waits), in the worst state among them."""
+    starts = [t for ti in instances for t in (ti.queued_at, ti.started_at) if t is not None]
+    if not starts:
+        return None
+    ongoing = any(not ti.state.finished for ti in instances)
+    ends = [ti.finished_at or ti.started_at or ti.queued_at or now for ti in instances]
+    end = now if ongoing else max(e for e in ends if e is not None)
+    worst = worst_state(state_counts(ti.state.value for ti in instances)) or "none"
+    return GanttBar(task_id, "mapped", worst, min(starts), max(end, min(starts)), None, ongoing)
+
+
 def nice_step(span: float, ticks: int = 6) -> float:
     """A round tick interval giving about ``ticks`` ticks over ``span`` seconds."""
     for step in _STEPS:
@@ -110,6 +124,48 @@ def _tick_label(offset: float) -> str:
     return f"+{offset / 3600:g}h"
 
 
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One row of the chart: a task, a mapped task's summary, or one instance under it."""
+
+    task_id: str
+    label: str
+    kind: Literal["task", "mapped", "instance", "more"] = "task"
+    expanded: bool = False
+
+
+def lanes_of(
+    order: Sequence[str],
+    mapped: Mapping[str, Sequence[str]],
+    tasks: Mapping[str, TaskInstance],
+    *,
+    expand: Mapping[str, int] | None = None,
+    page: int = 50,
+) -> list[Lane]:
+    """The rows: each task once; a mapped task as one summary row, followed, when ``expand``
+    names it (with an offset), by a page of its instances."""
+    expand = expand or {}
+    lanes: list[Lane] = []
+    for tid in order:
+        if tid not in mapped:
+            lanes.append(Lane(tid, label_of(tid)))
+            continue
+        ids = mapped[tid]
+        counts = state_counts(tasks[i].state.value for i in ids if i in tasks)
+        label = f"{tid} {TIMES}{len(ids)} {mix_text(counts)}".strip()
+        lanes.append(
+            Lane(tid, label_of(label) if len(label) > 30 else label, "mapped", tid in expand)
+        )
+        if tid in expand:
+            start = max(expand[tid], 0)
+            for iid in ids[start : start + page]:
+                lanes.append(Lane(iid, "  " + label_of(iid), "instance"))
+            rest = len(ids) - start - page
+            if rest > 0:
+                lanes.append(Lane(tid, f"  … {rest} more (task panel)", "more"))
+    return lanes
+
+
 def gantt_svg(
     order: Sequence[str],
     tasks: Mapping[str, TaskInstance],
@@ -117,17 +173,30 @@ def gantt_svg(
     now: float,
     origin: float | None = None,
     width: float = 1300.0,
+    mapped: Mapping[str, Sequence[str]] | None = None,
+    expand: Mapping[str, int] | None = None,
 ) -> Markup:
     """The chart for the tasks in ``order`` (one row each), time 0 at ``origin`` (the run's
-    creation), up to the last bar's end (``now`` for what still runs or waits)."""
-    bars = gantt_bars({t: tasks[t] for t in order if t in tasks}, now)
+    creation), up to the last bar's end (``now`` for what still runs or waits).
+
+    A task in ``mapped`` (task -> its instance ids) is one row summarising its instances;
+    ``expand`` (task -> offset) lists a page of them under it."""
+    mapped = mapped or {}
+    lanes = lanes_of(order, mapped, tasks, expand=expand)
+    plain = {ln.task_id: tasks[ln.task_id] for ln in lanes if ln.kind in ("task", "instance")}
+    bars = gantt_bars({t: ti for t, ti in plain.items() if ti is not None}, now)
+    for ln in lanes:
+        if ln.kind == "mapped":
+            bar = mapped_bar(ln.task_id, [tasks[i] for i in mapped[ln.task_id] if i in tasks], now)
+            if bar is not None:
+                bars.append(bar)
     starts = [b.start for b in bars]
     t0 = origin if origin is not None else min(starts, default=now)
     t0 = min([t0, *starts])
     t1 = max([t0 + 1.0, *(b.end for b in bars)])
     span = t1 - t0
     plot = width - LABEL_WIDTH - 12
-    height = AXIS_HEIGHT + ROW_HEIGHT * max(len(order), 1) + 6
+    height = AXIS_HEIGHT + ROW_HEIGHT * max(len(lanes), 1) + 6
 
     def x(t: float) -> float:
         return LABEL_WIDTH + (t - t0) / span * plot
@@ -140,16 +209,21 @@ def gantt_svg(
         # no label cut off at the right edge
         ticks.append({"x": tx, "label": _tick_label(tick) if tx + 44 <= width else None})
         tick += step
-    rows = {tid: i for i, tid in enumerate(order)}
+    rows = {ln.task_id: i for i, ln in enumerate(lanes) if ln.kind != "more"}
     drawn = []
     for bar in bars:
         bx = x(bar.start)
-        inset = {"running": 4.0, "queued": 8.0, "retry_wait": 9.0}[bar.kind]
-        what = {
-            "queued": "queued, waiting for a slot",
-            "running": f"try {bar.try_number}: {bar.state}",
-            "retry_wait": f"waiting to retry (try {bar.try_number})",
-        }[bar.kind]
+        inset = {"running": 4.0, "queued": 8.0, "retry_wait": 9.0, "mapped": 3.0}[bar.kind]
+        if bar.kind == "mapped":
+            ids = mapped[bar.task_id]
+            counts = state_counts(tasks[i].state.value for i in ids if i in tasks)
+            what = f"{len(ids)} instances: {mix_words(counts)}"
+        else:
+            what = {
+                "queued": "queued, waiting for a slot",
+                "running": f"try {bar.try_number}: {bar.state}",
+                "retry_wait": f"waiting to retry (try {bar.try_number})",
+            }[bar.kind]
         until = "now" if bar.ongoing else utc_text(bar.end)
         drawn.append(
             {
@@ -173,12 +247,9 @@ def gantt_svg(
         label_y=AXIS_HEIGHT - 8,
         row_height=ROW_HEIGHT,
         ticks=ticks,
-        rows=[
-            {"tid": tid, "label": label_of(tid), "y": AXIS_HEIGHT + i * ROW_HEIGHT}
-            for tid, i in rows.items()
-        ],
+        rows=[{"lane": ln, "y": AXIS_HEIGHT + i * ROW_HEIGHT} for i, ln in enumerate(lanes)],
         bars=drawn,
     )
 
 
-__all__ = ["GanttBar", "gantt_bars", "gantt_svg", "nice_step"]
+__all__ = ["GanttBar", "Lane", "gantt_bars", "gantt_svg", "lanes_of", "mapped_bar", "nice_step"]

@@ -9,6 +9,11 @@ Layered (Sugiyama-style) layout, small enough to read:
    the DAG's own order as the starting point), which removes most edge crossings.
 4. **Coordinates**: columns left to right, each column's slots stacked and centred vertically.
 
+Task groups (``groups=``, each node's innermost group) change two steps: within a column a group's
+nodes stay together (nested groups inside theirs), and the gaps between groups leave room for each
+group's box (``GraphLayout.clusters``, its title on top). A collapsed group is just a node here; the
+caller (``engine.web.graph``) builds that graph.
+
 No I/O and no clock: ``layout_graph`` takes the graph as ``{task_id: upstream ids}`` and returns a
 ``GraphLayout``; ``graph_svg`` turns that and the tasks' states into SVG (template ``graph.svg``).
 """
@@ -16,7 +21,7 @@ No I/O and no clock: ``layout_graph`` takes the graph as ``{task_id: upstream id
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup
@@ -31,6 +36,8 @@ MARGIN = 12.0
 CHAR_WIDTH = 7.4
 STATE_LINE_WIDTH = 168.0
 MAX_LABEL = 28
+CLUSTER_PAD = 10.0  # a group's box around its nodes, on each side
+CLUSTER_TITLE = 18.0  # and above them, for its title
 _SWEEPS = 4
 
 Slot = str | tuple[str, str, int]  # a task, or a dummy point (source, target, layer) of a long edge
@@ -72,12 +79,25 @@ class EdgePath:
 
 
 @dataclass(frozen=True, slots=True)
+class Cluster:
+    """An expanded group's box around its nodes (and its nested groups' boxes)."""
+
+    group: str
+    depth: int  # 0 for a top-level group
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True, slots=True)
 class GraphLayout:
     nodes: dict[str, NodeBox]
     edges: tuple[EdgePath, ...]
     layers: tuple[tuple[str, ...], ...]
     width: float
     height: float
+    clusters: tuple[Cluster, ...] = ()
 
 
 def layers_of(upstream: Mapping[str, Sequence[str]]) -> list[list[str]]:
@@ -117,8 +137,15 @@ def layout_graph(
     layer_gap: float = LAYER_GAP,
     row_gap: float = ROW_GAP,
     margin: float = MARGIN,
+    groups: Mapping[str, str | None] | None = None,
 ) -> GraphLayout:
-    """Place every task of the graph ``{task_id: upstream ids}``; see the module docstring."""
+    """Place every task of the graph ``{task_id: upstream ids}``; see the module docstring.
+
+    ``groups``: the innermost expanded group of each node (``a.b`` for a group nested in ``a``);
+    nodes without one, or all of them when it is None, belong to no group."""
+    chains = {n: _chain((groups or {}).get(n)) for n in upstream}
+    depth_max = max((len(c) for c in chains.values()), default=0)
+    margin += CLUSTER_PAD * depth_max
     layers = layers_of(upstream)
     depth = {tid: i for i, layer in enumerate(layers) for tid in layer}
     width = node_width(upstream)
@@ -126,7 +153,7 @@ def layout_graph(
     # Columns hold real tasks and dummy slots (one per long edge per crossed layer).
     columns: list[list[Slot]] = [list(layer) for layer in layers]
     links: dict[Slot, list[Slot]] = {}
-    chains: dict[tuple[str, str], list[Slot]] = {}
+    edge_chains: dict[tuple[str, str], list[Slot]] = {}
 
     def link(a: Slot, b: Slot) -> None:
         links.setdefault(a, []).append(b)
@@ -142,27 +169,54 @@ def layout_graph(
             chain.append(tid)
             for a, b in itertools.pairwise(chain):
                 link(a, b)
-            chains[(up, tid)] = chain
+            edge_chains[(up, tid)] = chain
 
-    _order_columns(columns, links)
+    def chain_of(item: Slot) -> tuple[str, ...]:
+        return chains[item] if isinstance(item, str) else ()
+
+    _order_columns(columns, links, chain_of if depth_max else None)
 
     def slot_height(item: Slot) -> float:
         return node_height if isinstance(item, str) else DUMMY_HEIGHT
 
-    heights = [sum(slot_height(i) for i in col) + row_gap * max(len(col) - 1, 0) for col in columns]
+    def gaps(col: list[Slot]) -> list[float]:
+        """The space above each slot: the row gap, plus room for the group boxes that end above
+        it and start at it (a title for each one that starts)."""
+        out = []
+        prev: tuple[str, ...] = ()
+        for i, item in enumerate(col):
+            here = chain_of(item)
+            common = _common(prev, here)
+            closing, opening = len(prev) - common, len(here) - common
+            out.append(
+                (row_gap if i else 0.0)
+                + closing * CLUSTER_PAD
+                + opening * (CLUSTER_PAD + CLUSTER_TITLE)
+            )
+            prev = here
+        return out
+
+    column_gaps = [gaps(col) for col in columns]
+    heights = [
+        sum(slot_height(i) for i in col)
+        + sum(column_gaps[li])
+        + CLUSTER_PAD * len(chain_of(col[-1]) if col else ())
+        for li, col in enumerate(columns)
+    ]
     total_height = max(heights, default=0.0)
     boxes: dict[Slot, NodeBox] = {}
     for li, col in enumerate(columns):
         x = margin + li * (width + layer_gap)
         y = margin + (total_height - heights[li]) / 2
         for row, item in enumerate(col):
+            y += column_gaps[li][row]
             h = slot_height(item)
             name = item if isinstance(item, str) else f"{item[0]}->{item[1]}@{item[2]}"
             boxes[item] = NodeBox(name, li, row, x, y, width, h)
-            y += h + row_gap
+            y += h
 
     edges: list[EdgePath] = []
-    for (up, tid), chain in chains.items():
+    for (up, tid), chain in edge_chains.items():
         src, dst = boxes[up], boxes[tid]
         points: list[tuple[float, float]] = [(src.right, src.cy)]
         for hop in chain[1:-1]:
@@ -179,6 +233,44 @@ def layout_graph(
         layers=tuple(tuple(layer) for layer in layers),
         width=2 * margin + count * width + max(count - 1, 0) * layer_gap,
         height=2 * margin + total_height,
+        clusters=_clusters(nodes, chains),
+    )
+
+
+def _chain(group: str | None) -> tuple[str, ...]:
+    """``a.b`` -> ``("a", "a.b")``: the group and those it is nested in, outermost first."""
+    if not group:
+        return ()
+    parts = group.split(".")
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
+
+
+def _common(a: Sequence[str], b: Sequence[str]) -> int:
+    n = 0
+    while n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _clusters(
+    nodes: Mapping[str, NodeBox], chains: Mapping[str, tuple[str, ...]]
+) -> tuple[Cluster, ...]:
+    """Each group's box: its nodes' boxes, each grown by one padding per level of nesting between
+    the node and the group (and a title's height on top per level)."""
+    spans: dict[str, list[float]] = {}
+    for tid, box in nodes.items():
+        chain = chains.get(tid, ())
+        for level, group in enumerate(chain):
+            levels = len(chain) - level  # this group and the ones nested in it, around the node
+            x0 = box.x - CLUSTER_PAD * levels
+            y0 = box.y - (CLUSTER_PAD + CLUSTER_TITLE) * levels
+            x1 = box.right + CLUSTER_PAD * levels
+            y1 = box.bottom + CLUSTER_PAD * levels
+            span = spans.setdefault(group, [x0, y0, x1, y1])
+            span[:] = [min(span[0], x0), min(span[1], y0), max(span[2], x1), max(span[3], y1)]
+    return tuple(
+        Cluster(group, group.count("."), x0, y0, x1 - x0, y1 - y0)
+        for group, (x0, y0, x1, y1) in sorted(spans.items(), key=lambda kv: kv[0].count("."))
     )
 
 
@@ -196,8 +288,10 @@ def label_of(task_id: str) -> str:
 def _order_columns(
     columns: list[list[Slot]],
     links: Mapping[Slot, Sequence[Slot]],
+    chain_of: Callable[[Slot], tuple[str, ...]] | None = None,
 ) -> None:
-    """Reorder each column in place by the mean row of its neighbours in the adjacent column."""
+    """Reorder each column in place by the mean row of its neighbours in the adjacent column
+    (then, with ``chain_of``, each group's slots together where its first one is)."""
 
     def sweep(indices: range, neighbour_offset: int) -> None:
         for li in indices:
@@ -207,11 +301,24 @@ def _order_columns(
 
             keys = {item: _barycenter(item, pos, current, links) for item in columns[li]}
             columns[li].sort(key=keys.__getitem__)
+            if chain_of is not None:
+                _keep_groups_together(columns[li], chain_of)
 
     for _ in range(_SWEEPS):
         sweep(range(1, len(columns)), -1)
         sweep(range(len(columns) - 2, -1, -1), +1)
     sweep(range(1, len(columns)), -1)
+
+
+def _keep_groups_together(column: list[Slot], chain_of: Callable[[Slot], tuple[str, ...]]) -> None:
+    """Stable regrouping: a group's slots move up to where its first slot is, nested groups
+    likewise inside theirs; slots outside groups keep their place."""
+    first: dict[str, int] = {}
+    for i, item in enumerate(column):
+        for group in chain_of(item):
+            first.setdefault(group, i)
+    keys = {item: (*(first[g] for g in chain_of(item)), i) for i, item in enumerate(column)}
+    column.sort(key=keys.__getitem__)
 
 
 def _barycenter(
@@ -262,14 +369,28 @@ def graph_svg(
     *,
     notes: Mapping[str, str] | None = None,
     link_prefix: str | None = "#task-",
+    labels: Mapping[str, str] | None = None,
+    mixes: Mapping[str, Mapping[str, int]] | None = None,
+    group_nodes: Mapping[str, str] | None = None,
+    collapsed: Sequence[str] = (),
+    graph_url: str | None = None,
 ) -> Markup:
     """The laid-out graph as an inline SVG element (template ``graph.svg``).
 
     Each task is a ``<g class="node st-STATE" data-task=ID>`` (the page's script changes the class
     as the run progresses); ``notes`` is a short second line per task (e.g. ``try 2``); with
-    ``link_prefix`` a node links to ``link_prefix + task_id`` (the task's panel on the run page)."""
+    ``link_prefix`` a node links to ``link_prefix + task_id`` (the task's panel on the run page).
+
+    ``labels`` replaces a node's first line (``load x200``); ``mixes`` draws a bar of state counts
+    along a node's foot (a mapped task's instances, a collapsed group's tasks); ``group_nodes``
+    marks the nodes that are collapsed groups (node id -> group id): they expand on a click, as
+    the clusters' titles collapse theirs (``collapsed`` and ``graph_url`` tell the script what
+    is collapsed and where to fetch the graph drawn otherwise)."""
     states = states or {}
     notes = notes or {}
+    labels = labels or {}
+    mixes = mixes or {}
+    group_nodes = group_nodes or {}
     edges = [
         {"d": edge_path_d(e.points), "source": e.source, "target": e.target} for e in layout.edges
     ]
@@ -277,17 +398,52 @@ def graph_svg(
         {
             "tid": tid,
             "box": box,
-            "label": label_of(tid),
+            "label": _clip(labels[tid]) if tid in labels else label_of(tid),
             "state": states.get(tid, "none"),
             "note": notes.get(tid, states.get(tid, "none")),
-            "link": None if link_prefix is None else link_prefix + tid,
+            "group": group_nodes.get(tid),
+            "mapped": tid in mixes and tid not in group_nodes,
+            "mix": mix_bar(mixes[tid], box) if tid in mixes else [],
+            "link": None if link_prefix is None or tid in group_nodes else link_prefix + tid,
         }
         for tid, box in layout.nodes.items()
     ]
-    return render("graph.svg", width=layout.width, height=layout.height, edges=edges, nodes=nodes)
+    clusters = [
+        {"c": c, "title": f"▾ {c.group.rpartition('.')[2]}", "full": c.group}
+        for c in layout.clusters
+    ]
+    return render(
+        "graph.svg",
+        width=layout.width,
+        height=layout.height,
+        edges=edges,
+        nodes=nodes,
+        clusters=clusters,
+        collapsed=",".join(sorted(collapsed)),
+        graph_url=graph_url,
+    )
+
+
+def mix_bar(counts: Mapping[str, int], box: NodeBox) -> list[dict[str, object]]:
+    """A node's state bar: one segment per state, as wide as its share of the counts."""
+    total = sum(counts.values())
+    if not total:
+        return []
+    x, inner = box.x + 6, box.width - 12
+    out: list[dict[str, object]] = []
+    for state, n in counts.items():
+        if n:
+            out.append({"state": state, "n": n, "x": x, "width": inner * n / total})
+            x += inner * n / total
+    return out
+
+
+def _clip(label: str) -> str:
+    return label if len(label) <= MAX_LABEL + 8 else label[: MAX_LABEL + 7] + "…"
 
 
 __all__ = [
+    "Cluster",
     "EdgePath",
     "GraphLayout",
     "NodeBox",
@@ -297,4 +453,5 @@ __all__ = [
     "label_of",
     "layers_of",
     "layout_graph",
+    "mix_bar",
 ]

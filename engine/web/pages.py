@@ -16,8 +16,9 @@ from ..dag import DAG
 from ..states import RunState
 from . import run_page
 from .common import RunFilter, dag_overview, list_runs, parse_int, paused_dags, state_of
+from .fanout import default_collapsed
 from .format import to_json
-from .layout import graph_svg, layout_graph
+from .graph import dag_graph, dag_graph_svg, run_graph_svg
 from .render import action_button, api_url, href, page_response
 from .status import dag_url, run_url
 from .triggers import dag_zone
@@ -158,8 +159,8 @@ async def dag_page(request: web.Request) -> web.Response:
         info=info,
         zone=dag_zone(dag.triggers),
         actions=_dag_actions(engine, dag, base, paused=info["paused"]),
-        graph=graph_svg(
-            layout_graph({t: n.upstream for t, n in dag.tasks.items()}), link_prefix=None
+        graph=dag_graph(
+            dag, collapsed=default_collapsed(dag), graph_url=dag_url(base, dag_id) + "/graph"
         ),
         flt=flt,
         states=_STATES,
@@ -193,7 +194,12 @@ def add_routes(app: web.Application, base: str) -> None:
     app.router.add_get(f"{base}/runs", runs_page)
     app.router.add_get(f"{base}/runs/{{run_id}}", run_page.run_page)
     app.router.add_get(f"{base}/runs/{{run_id}}/gantt", run_page.run_gantt)
+    app.router.add_get(f"{base}/runs/{{run_id}}/graph", run_graph_svg)
+    app.router.add_get(
+        f"{base}/runs/{{run_id}}/tasks/{{task_id}}/instances", run_page.run_instances
+    )
     app.router.add_get(f"{base}/dags/{{dag_id}}", dag_page)
+    app.router.add_get(f"{base}/dags/{{dag_id}}/graph", dag_graph_svg)
     app.router.add_get(f"{base}/events", events_page)
 
 

@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from ..durations import format_duration
 from .common import signed_in, state_of
+from .fanout import mix_text
 from .format import last_line, preview, relative_text, to_json, utc_text, zone_text
 from .status import dag_url, run_url
 
@@ -70,6 +71,7 @@ def environment() -> jinja2.Environment:
         fixed=_fixed,
         json=to_json,
         last_line=last_line,
+        mix=mix_text,
         preview=preview,
         relative=relative_text,
         utc=utc_text,

@@ -7,22 +7,28 @@ While the run is unfinished, podium.js polls ``/api/runs/{run_id}`` and updates 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from ..dag import DAG
-from ..models import Run, TaskInstance
+from ..models import Run
+from ..run_state import split_instance_id
 from ..states import RunState, TaskState
-from .common import limits_of, state_of
+from .common import ApiError, limits_of, parse_int, state_of
+from .fanout import MappedSummary, is_instance, mapped_summaries, parse_collapsed
 from .format import to_json
 from .gantt import gantt_svg
-from .layout import graph_svg, layout_graph
-from .render import action_button, api_url, page_response
-from .status import is_slow, task_order, usual_durations, waiting_reason
+from .graph import dag_graph
+from .render import action_button, api_url, href, html_response, page_response, render
+from .status import Limits, is_slow, run_url, task_order, usual_durations, waiting_reason
 from .triggers import dag_zone, source_prefix
 
 if TYPE_CHECKING:
     from ..engine import Engine
+
+
+INSTANCE_PAGE = 50
 
 
 async def run_page(request: web.Request) -> web.Response:
@@ -32,14 +38,23 @@ async def run_page(request: web.Request) -> web.Response:
     dag = engine.dags.get(run.dag_id)
     now = engine.clock.now()
     limits = await limits_of(engine)
-    order = task_order(run, dag)
+    order = [t for t in task_order(run, dag) if not is_instance(t)]
+    mapped = mapped_summaries(run, dag)
     usual = await _usual_durations(engine, run)
-    upstream = {
-        t: (dag.tasks[t].upstream if dag is not None and t in dag.tasks else ()) for t in order
-    }
-    states = {t: run.tasks[t].state.value for t in order}
-    notes = {t: _node_note(run.tasks[t]) for t in order}
     operations = getattr(engine, "operations", None)
+    url = run_url(base, run.run_id)
+    collapsed = parse_collapsed(None, dag) if dag is not None else frozenset()
+    panels = []
+    for t in order:
+        panel = _task_panel(
+            run, t, dag, engine, usual.get(t), waiting_reason(run, t, dag, limits, now), now, base
+        )
+        if t in mapped:
+            panel["mapped"] = mapped[t]
+            panel["instances"] = _instances_block(
+                run, mapped[t], dag, engine, limits, now, base, state=None, offset=0
+            )
+        panels.append(panel)
     return page_response(
         request,
         "run.html",
@@ -49,33 +64,115 @@ async def run_page(request: web.Request) -> web.Response:
         zone=dag_zone(dag.triggers) if dag is not None else None,
         actions=_run_actions(run, engine, base),
         failed=[t for t in order if run.tasks[t].state is TaskState.FAILED],
-        graph=graph_svg(layout_graph(upstream), states, notes=notes),
-        gantt=gantt_svg(order, run.tasks, now=now, origin=run.created_at),
-        panels=[
-            _task_panel(
-                run,
-                t,
-                dag,
-                engine,
-                usual.get(t),
-                waiting_reason(run, t, dag, limits, now),
-                now,
-                base,
-            )
-            for t in order
-        ],
+        mapped=mapped,
+        graph=dag_graph(dag, run=run, collapsed=collapsed, graph_url=url + "/graph"),
+        gantt=gantt_svg(
+            order,
+            run.tasks,
+            now=now,
+            origin=run.created_at,
+            mapped={t: m.instances for t, m in mapped.items()},
+        ),
+        panels=panels,
         source_prefix=source_prefix(run.key),
         operations=None if operations is None else await operations(run_id=run.run_id, limit=50),
     )
 
 
 async def run_gantt(request: web.Request) -> web.Response:
-    """The run's timeline alone (the run page's script swaps it in as the run progresses)."""
+    """The run's timeline alone (the run page's script swaps it in as the run progresses);
+    ``?expand=load:50,other:0`` lists a page of those mapped tasks' instances under their row."""
     st = state_of(request)
     run = await st.engine.get_run(request.match_info["run_id"])
-    order = task_order(run, st.engine.dags.get(run.dag_id))
-    svg = gantt_svg(order, run.tasks, now=st.engine.clock.now(), origin=run.created_at)
+    dag = st.engine.dags.get(run.dag_id)
+    order = [t for t in task_order(run, dag) if not is_instance(t)]
+    mapped = mapped_summaries(run, dag)
+    expand: dict[str, int] = {}
+    for item in request.query.get("expand", "").split(","):
+        tid, _, offset = item.partition(":")
+        if tid in mapped:
+            expand[tid] = int(offset) if offset.isdigit() else 0
+    svg = gantt_svg(
+        order,
+        run.tasks,
+        now=st.engine.clock.now(),
+        origin=run.created_at,
+        mapped={t: m.instances for t, m in mapped.items()},
+        expand=expand,
+    )
     return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
+
+
+async def run_instances(request: web.Request) -> web.Response:
+    """``/runs/{run_id}/tasks/{task_id}/instances?state=&offset=``: one page of a mapped task's
+    instances as task panels, with counts per state and the pager (swapped in by the script)."""
+    st = state_of(request)
+    engine = st.engine
+    run = await engine.get_run(request.match_info["run_id"])
+    dag = engine.dags.get(run.dag_id)
+    task_id = request.match_info["task_id"]
+    mapped = mapped_summaries(run, dag)
+    if task_id not in mapped:
+        raise ApiError(404, f"run {run.run_id} has no mapped task {task_id!r}")
+    state = request.query.get("state") or None
+    offset = parse_int(request.query, "offset", 0, 0, 10**9)
+    block = _instances_block(
+        run,
+        mapped[task_id],
+        dag,
+        engine,
+        await limits_of(engine),
+        engine.clock.now(),
+        st.base,
+        state=state,
+        offset=offset,
+    )
+    return html_response(block)
+
+
+def _instances_block(
+    run: Run,
+    summary: MappedSummary,
+    dag: DAG | None,
+    engine: Engine,
+    limits: Limits,
+    now: float,
+    base: str,
+    *,
+    state: str | None,
+    offset: int,
+) -> str:
+    """A page of the instances (``INSTANCE_PAGE``), filtered by state, as task panels."""
+    ids = [i for i in summary.instances if state is None or run.tasks[i].state.value == state]
+    page = ids[offset : offset + INSTANCE_PAGE]
+    url = run_url(base, run.run_id) + "/tasks/" + quote(summary.task_id, safe="") + "/instances"
+    panels = [
+        _task_panel(run, i, dag, engine, None, waiting_reason(run, i, dag, limits, now), now, base)
+        for i in page
+    ]
+    return render(
+        "instances.html",
+        summary=summary,
+        url=url,
+        state=state,
+        offset=offset,
+        shown=len(page),
+        total=len(ids),
+        panels=panels,
+        filters=[
+            {"state": None, "n": summary.count, "url": href(url)},
+            *(
+                {"state": s, "n": n, "url": href(url, {"state": s})}
+                for s, n in summary.counts.items()
+            ),
+        ],
+        prev=href(url, {"state": state, "offset": max(offset - INSTANCE_PAGE, 0)})
+        if offset > 0
+        else None,
+        next=href(url, {"state": state, "offset": offset + INSTANCE_PAGE})
+        if offset + INSTANCE_PAGE < len(ids)
+        else None,
+    )
 
 
 async def _usual_durations(engine: Engine, run: Run) -> dict[str, float]:
@@ -89,12 +186,6 @@ async def _usual_durations(engine: Engine, run: Run) -> dict[str, float]:
     return usual_durations(
         [await engine.get_run(r.run_id) for r in recent if r.run_id != run.run_id]
     )
-
-
-def _node_note(ti: TaskInstance) -> str:
-    if ti.try_number > 1:
-        return f"{ti.state.value} · try {ti.try_number}"
-    return ti.state.value
 
 
 def _run_actions(run: Run, engine: Engine, base: str) -> list[dict[str, Any]]:
@@ -133,7 +224,7 @@ def _task_panel(
 ) -> dict[str, Any]:
     """What the ``task_panel`` macro shows of one task."""
     ti = run.tasks[tid]
-    node = dag.tasks.get(tid) if dag is not None else None
+    node = dag.tasks.get(split_instance_id(tid)[0]) if dag is not None else None
     max_tries = node.options.retry.retries + 1 if node is not None else None
     end = (
         ti.finished_at
@@ -183,7 +274,9 @@ def _task_panel(
         "open": ti.state is TaskState.FAILED,
         "log_url": api_url(base, "runs", run.run_id, "tasks", tid, "logs"),
         "actions": actions,
+        "mapped": None,
+        "instances": None,
     }
 
 
-__all__ = ["run_gantt", "run_page"]
+__all__ = ["run_gantt", "run_instances", "run_page"]

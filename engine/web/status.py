@@ -11,7 +11,9 @@ from urllib.parse import quote
 from ..dag import DAG
 from ..durations import format_duration
 from ..models import Run, TaskInstance
+from ..run_state import split_instance_id
 from ..states import RunState, TaskState
+from .fanout import MappedSummary, mapped_summaries
 from .format import iso, last_line, preview, relative_text, utc_text
 
 
@@ -33,11 +35,23 @@ def dag_url(base: str, dag_id: str) -> str:
 
 
 def task_order(run: Run, dag: DAG | None) -> list[str]:
-    """The run's tasks in the DAG's topological order (stored order for DAGs no longer served)."""
+    """The run's tasks in the DAG's topological order, a mapped task's instances right after it
+    by index (stored order for DAGs no longer served)."""
     if dag is None:
         return list(run.tasks)
-    known = [t for t in dag.order if t in run.tasks]
-    return known + [t for t in run.tasks if t not in dag.tasks]
+    others = [t for t in run.tasks if t not in dag.tasks]
+    instances: dict[str, list[tuple[int, str]]] = {}
+    for t in others:
+        base, index = split_instance_id(t)
+        if index >= 0 and base in dag.tasks:
+            instances.setdefault(base, []).append((index, t))
+    order: list[str] = []
+    for t in dag.order:
+        if t in run.tasks:
+            order.append(t)
+            order.extend(i for _, i in sorted(instances.get(t, ())))
+    placed = set(order)
+    return order + [t for t in others if t not in placed]
 
 
 def waiting_reason(
@@ -173,22 +187,56 @@ def task_json(
     return out
 
 
+def mapped_json(summary: MappedSummary) -> dict[str, Any]:
+    """A mapped task's ``mapped``: how many instances, how many in each state (worst first),
+    the worst of them, and their ids in index order."""
+    return {
+        "count": summary.count,
+        "states": summary.counts,
+        "worst": summary.worst,
+        "instances": list(summary.instances),
+    }
+
+
 def run_json(
-    run: Run, dag: DAG | None, limits: Limits, *, now: float, base: str, results: str = "full"
+    run: Run,
+    dag: DAG | None,
+    limits: Limits,
+    *,
+    now: float,
+    base: str,
+    results: str = "full",
+    instances: bool = True,
+    include: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """A run with its task instances (in DAG order) and their tries."""
+    """A run with its task instances (in DAG order) and their tries.
+
+    A mapped task has ``mapped`` (``mapped_json``); each of its instances (``load[3]``) is a
+    task of its own with ``instance_of`` and ``map_index``. ``instances=False`` leaves the
+    instances out except those in ``include`` (the run page polls that way: a page of them)."""
     out = run_summary(run, base)
     out["finished"] = run.finished
+    mapped = mapped_summaries(run, dag)
     tasks: dict[str, Any] = {}
     for tid in task_order(run, dag):
-        node = dag.tasks.get(tid) if dag is not None else None
-        tasks[tid] = task_json(
+        base_id, index = split_instance_id(tid)
+        if index >= 0 and not instances and tid not in include:
+            continue
+        node = dag.tasks.get(base_id) if dag is not None else None
+        data = task_json(
             run.tasks[tid],
-            upstream=node.upstream if node is not None else (),
+            upstream=node.upstream if node is not None and index < 0 else (),
             reason=waiting_reason(run, tid, dag, limits, now),
             now=now,
             results=results,
         )
+        data["group"] = node.group if node is not None else None
+        if index >= 0:
+            data["instance_of"] = base_id
+            data["map_index"] = index
+        elif tid in mapped:
+            data["mapped"] = mapped_json(mapped[tid])
+        tasks[tid] = data
     out["tasks"] = tasks
     return out
 
@@ -216,6 +264,7 @@ __all__ = [
     "Limits",
     "dag_url",
     "is_slow",
+    "mapped_json",
     "run_json",
     "run_summary",
     "run_url",

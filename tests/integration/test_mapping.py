@@ -240,10 +240,28 @@ async def test_the_web_pages_and_api_show_a_mapped_run(tmp_path: Path) -> None:
                 async with http.get(f"/api/runs/{run.run_id}") as resp:
                     assert resp.status == 200
                     body = await resp.json()
+                path = f"/api/runs/{run.run_id}?instances=none&include=load[1]"
+                async with http.get(path) as resp:
+                    assert resp.status == 200
+                    slim = await resp.json()
+                async with http.get("/api/dags/grouped") as resp:
+                    described = {t["task_id"]: t for t in (await resp.json())["tasks"]}
             tg.cancel_scope.cancel()
-    tasks = body["run"]["tasks"] if "run" in body else body["tasks"]
-    ids = [t["task_id"] for t in tasks] if isinstance(tasks, list) else list(tasks)
-    assert {"load", "load[0]", "load[1]", "load[2]", "count"} <= set(ids)
+    tasks = body["tasks"]
+    assert {"load", "load[0]", "load[1]", "load[2]", "count"} <= set(tasks)
+    assert tasks["load"]["mapped"] == {
+        "count": 3,
+        "states": {"success": 3},
+        "worst": "success",
+        "instances": ["load[0]", "load[1]", "load[2]"],
+    }
+    assert tasks["load[2]"]["instance_of"] == "load" and tasks["load[2]"]["map_index"] == 2
+    assert "mapped" not in tasks["count"]
+    # the run page polls without the instances but for those it shows
+    assert list(slim["tasks"]) == ["list_files", "load", "load[1]", "count"]
+    assert slim["tasks"]["load"]["mapped"]["count"] == 3
+    assert described["extract.eu.step"]["group"] == "extract.eu"
+    assert described["load.final"]["mapped"] is False
 
 
 resume_gate: dict[str, bool] = {}

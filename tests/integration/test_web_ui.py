@@ -25,7 +25,7 @@ import anyio
 import anyio.abc
 import orjson
 
-from engine import Context, Engine, dag, task
+from engine import Context, Engine, TaskGroup, dag, task
 from engine.web import serve
 from sensors import KafkaTopic
 from sensors.base import Event, EventBatch
@@ -157,6 +157,19 @@ class Page:
             while not (value := await self.js(expression)):
                 await anyio.sleep(0.05)
         return value
+
+    async def click(self, selector: str) -> None:
+        """A real mouse click (pressed and released) at the middle of the element's box."""
+        box = await self.js(
+            f"(() => {{ const e = document.querySelector({selector!r}); e.scrollIntoView({{block: 'center'}});"
+            " const r = e.getBoundingClientRect(); return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
+        )
+        await self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", **box})
+        for kind, buttons in (("mousePressed", 1), ("mouseReleased", 0)):
+            await self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, **box, "button": "left", "buttons": buttons, "clickCount": 1},
+            )
 
     async def screenshot(self, clip: dict[str, float] | None = None) -> bytes:
         params: dict[str, Any] = {"format": "png"}
@@ -653,3 +666,201 @@ async def test_private_reads_sign_the_browser_in_once_with_an_httponly_cookie(
             assert await page.js("location.pathname") == "/login"
             await page.goto(f"{url}/")
             assert await page.js("location.pathname") == "/login"
+
+
+# -- mapped tasks and task groups -------------------------------------------------------------------
+
+
+@task
+async def list_parts(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task
+async def part(ctx: Context, i: int) -> int:
+    ctx.log.info("processing part %d", i)
+    if i % 7 == 3:
+        raise ValueError(f"part {i} is broken")
+    return i
+
+
+@dag
+def parts(n: int = 120) -> None:
+    part.map(list_parts(n))
+
+
+@task
+async def pull(ctx: Context, n: int) -> int:
+    ctx.log.info("pulling %d", n)
+    return n
+
+
+@task
+async def combine(a: int, b: int) -> int:
+    return a + b
+
+
+@dag
+def staged() -> None:
+    with TaskGroup("extract"):
+        crm = pull(1)
+        shop = pull(2)
+    with TaskGroup("load"):
+        combine(crm, shop)
+
+
+@asynccontextmanager
+async def served_fanout(tmp_path: Path) -> AsyncIterator[tuple[Engine, str]]:
+    async with Engine(tmp_path / "f.db", dags=[parts, staged], sensors=False) as eng:
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(functools.partial(serve, eng, "127.0.0.1", 0, "ui-token"))
+            yield eng, f"http://127.0.0.1:{port}"
+            tg.cancel_scope.cancel()
+
+
+FAILED_PARTS = [i for i in range(120) if i % 7 == 3]
+
+
+async def test_a_mapped_task_is_one_node_with_its_count_and_state_mix_and_paged_instances(
+    tmp_path: Path,
+) -> None:
+    async with served_fanout(tmp_path) as (engine, url), chromium(tmp_path) as browser:
+        run = await (await engine.trigger("parts")).wait(30)
+        assert run.state == "failed" and len(FAILED_PARTS) == 17
+        page = await browser.new_page()
+        await page.goto(f"{url}/runs/{run.run_id}")
+
+        # the graph: one node for the mapped task, none per instance
+        nodes = await page.js(
+            "[...document.querySelectorAll('#graph svg g.node')].map(n => n.dataset.task)"
+        )
+        assert sorted(nodes) == ["list_parts", "part"]
+        node = "#graph g.node[data-task=part]"
+        assert await page.js(f"document.querySelector('{node}').getAttribute('class')") == (
+            "node mapped st-failed"
+        )
+        assert await page.js(f"document.querySelector('{node} .node-label').textContent") == (
+            "part \u00d7120"
+        )
+        assert await page.js(f"document.querySelector('{node} .node-state').textContent") == (
+            "103 ✓ 17 ✗"
+        )
+        # the bar: one segment per state, as wide as its share
+        segments = await page.js(
+            f"[...document.querySelectorAll('{node} rect.mix')]"
+            ".map(r => [r.dataset.state, r.getBoundingClientRect().width])"
+        )
+        widths = dict(segments)
+        assert set(widths) == {"success", "failed"}
+        assert abs(widths["success"] / widths["failed"] - 103 / 17) < 0.2
+        # the failed banner names the mapped task once, not its 17 failed instances
+        banner = await page.js(
+            "[...document.querySelectorAll('.failed-banner li a')].map(a => a.textContent)"
+        )
+        assert banner == ["part"]
+
+        # the instances: counts per state, the first page of 50 panels, paged
+        panel = "#task-part .instances"
+        filters = await page.js(
+            f"[...document.querySelectorAll('{panel} a.inst-state')].map(a => a.textContent.trim())"
+        )
+        assert filters == ["120 all", "17 failed", "103 success"]
+        listed = f"[...document.querySelectorAll('{panel} details.task')].map(d => d.dataset.task)"
+        assert await page.js(listed) == [f"part[{i}]" for i in range(50)]
+        await page.js("document.getElementById('task-part').open = true")
+        await page.click(f"{panel} nav.pager a[data-inst-page]")
+        await page.until(f"({listed})[0] === 'part[50]'")
+        assert await page.js(listed) == [f"part[{i}]" for i in range(50, 100)]
+        assert (
+            await page.js(f"document.querySelector('{panel} [data-field=inst-range]').textContent")
+            == "51\u2013100 of 120"
+        )
+        await page.click(f"{panel} a.inst-state.st-failed")
+        await page.until(f"({listed}).length === 17")
+        assert await page.js(listed) == [f"part[{i}]" for i in FAILED_PARTS]
+        classes = await page.js(
+            f"[...document.querySelectorAll('{panel} details.task')].map(d => d.getAttribute('class'))"
+        )
+        assert set(classes) == {"task st-failed"}
+        # an instance's panel has its own tries, error and log
+        await page.js("document.getElementById('task-part[10]').open = true")
+        instance = "document.getElementById('task-part[10]')"
+        log = await page.until(
+            f"(() => {{ const t = {instance}.querySelector('pre.log').innerText;"
+            " return t.includes('processing part 10') && t; })()"
+        )
+        assert "INFO" in log
+        error = await page.js(f"{instance}.querySelector('[data-field=error_line]').innerText")
+        assert "part 10 is broken" in error
+
+        # the timeline: one lane for the mapped task; a click lists its instances under it
+        lanes = "[...document.querySelectorAll('#gantt g.gantt-row')].map(g => g.dataset.task)"
+        assert await page.js(lanes) == ["list_parts", "part"]
+        bar = await page.js(
+            "document.querySelector('#gantt rect.bar.mapped[data-task=part]').getAttribute('class')"
+        )
+        assert bar == "bar mapped st-failed"
+        await page.click("#gantt g.gantt-row[data-task=part] text")
+        await page.until(f"({lanes}).length > 2")
+        shown = await page.js(lanes)
+        assert shown[:3] == ["list_parts", "part", "part[0]"] and len(shown) == 2 + 50 + 1
+        assert (
+            await page.js(
+                "document.querySelectorAll('#gantt rect.bar.running[data-task^=\"part[\"]').length"
+            )
+            == 50
+        )
+        assert browser.errors == []
+
+
+async def test_groups_collapse_and_expand_on_a_click(tmp_path: Path) -> None:
+    async with served_fanout(tmp_path) as (engine, url), chromium(tmp_path) as browser:
+        page = await browser.new_page()
+        await page.goto(f"{url}/dags/staged")
+        clusters = (
+            "[...document.querySelectorAll('svg.graph g.cluster')].map(g => g.dataset.cluster)"
+        )
+        tasks = "[...document.querySelectorAll('svg.graph g.node[data-task]')].map(g => g.dataset.task).sort()"
+        assert sorted(await page.js(clusters)) == ["extract", "load"]  # small DAG: expanded
+        assert await page.js(tasks) == ["extract.pull", "extract.pull_2", "load.combine"]
+        # the group's box holds its tasks
+        inside = await page.js(
+            "(() => { const c = document.querySelector('g.cluster[data-cluster=extract] rect').getBoundingClientRect();"
+            " return [...document.querySelectorAll('g.node[data-task^=\"extract.\"] rect')].every(n => {"
+            " const r = n.getBoundingClientRect(); return r.left >= c.left && r.right <= c.right"
+            " && r.top >= c.top && r.bottom <= c.bottom; }); })()"
+        )
+        assert inside is True
+
+        await page.click("g.cluster[data-cluster=extract] text.cluster-title")
+        await page.until("!!document.querySelector('svg.graph g.group-node[data-group=extract]')")
+        assert await page.js(tasks) == ["load.combine"]
+        assert await page.js(clusters) == ["load"]
+        assert (
+            await page.js(
+                "document.querySelector('g.group-node[data-group=extract] .node-label').textContent"
+            )
+            == "▸ extract (2)"
+        )
+        edges = await page.js(
+            "[...document.querySelectorAll('svg.graph path.edge')].map(e => [e.dataset.from, e.dataset.to])"
+        )
+        assert edges == [["extract.*", "load.combine"]]  # two edges joined into one
+
+        await page.click("svg.graph g.group-node[data-group=extract]")
+        await page.until(f"({tasks}).length === 3")
+        assert sorted(await page.js(clusters)) == ["extract", "load"]
+
+        # on the run page the collapsed group shows its tasks' state mix
+        run = await (await engine.trigger("staged")).wait(20)
+        assert run.state == "success"
+        await page.goto(f"{url}/runs/{run.run_id}")
+        await page.click("g.cluster[data-cluster=extract] text.cluster-title")
+        group = "document.querySelector('#graph g.group-node[data-group=extract]')"
+        await page.until(f"!!{group}")
+        assert await page.js(f"{group}.getAttribute('class')") == "node group-node st-success"
+        assert await page.js(f"{group}.querySelector('.node-state').textContent") == "2 ✓"
+        # a task inside the group is still one click from the graph when it is expanded
+        await page.click("#graph g.group-node[data-group=extract]")
+        await page.until("!!document.querySelector('#graph g.node[data-task=\"extract.pull\"]')")
+        assert browser.errors == []

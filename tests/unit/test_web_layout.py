@@ -11,8 +11,9 @@ import pytest
 import engine.web
 from engine.models import Run, TaskInstance, TaskTry
 from engine.states import RunState, TaskState
-from engine.web.gantt import gantt_bars, gantt_svg, nice_step
-from engine.web.layout import crossings, graph_svg, layers_of, layout_graph
+from engine.web.fanout import instances_by_task, mix_text, state_counts, view_of, worst_state
+from engine.web.gantt import gantt_bars, gantt_svg, lanes_of, mapped_bar, nice_step
+from engine.web.layout import Cluster, crossings, graph_svg, layers_of, layout_graph
 from engine.web.status import Limits, waiting_reason
 from engine.web.triggers import cron_in_words, source_prefix
 
@@ -226,3 +227,99 @@ def test_public_surface() -> None:
     ]
     for name in engine.web.__all__:
         assert getattr(engine.web, name) is not None
+
+
+# -- groups and mapped tasks --------------------------------------------------------------------------
+
+GROUPED = {"a": [], "x.p": ["a"], "x.q": ["a"], "x.y.r": ["x.p"], "z": ["x.q", "x.y.r"]}
+GROUP_OF = {"a": None, "x.p": "x", "x.q": "x", "x.y.r": "x.y", "z": None}
+
+
+def test_without_groups_the_layout_is_unchanged() -> None:
+    for graph in (DIAMOND, WIDE):
+        assert layout_graph(graph) == layout_graph(graph, groups={t: None for t in graph})
+
+
+def test_a_groups_box_holds_its_nodes_and_nested_boxes_and_no_other_node() -> None:
+    layout = layout_graph(GROUPED, groups=GROUP_OF)
+    boxes = {c.group: c for c in layout.clusters}
+    assert set(boxes) == {"x", "x.y"} and boxes["x.y"].depth == 1
+
+    def inside(inner: tuple[float, float, float, float], outer: Cluster) -> bool:
+        x, y, w, h = inner
+        return (
+            outer.x < x and x + w < outer.x + outer.width
+            and outer.y < y and y + h < outer.y + outer.height
+        )  # fmt: skip
+
+    def rect(tid: str) -> tuple[float, float, float, float]:
+        n = layout.nodes[tid]
+        return (n.x, n.y, n.width, n.height)
+
+    for tid, group in GROUP_OF.items():
+        for name, box in boxes.items():
+            member = group is not None and (group == name or group.startswith(name + "."))
+            assert inside(rect(tid), box) is member, (tid, name)
+    y = boxes["x.y"]
+    assert inside((y.x, y.y, y.width, y.height), boxes["x"])
+    nodes = [rect(t) for t in GROUPED]
+    for a, b in itertools.combinations(nodes, 2):
+        assert not _overlap(a, b)
+
+
+def test_a_collapsed_group_is_one_node_and_its_edges_join() -> None:
+    view = view_of(GROUPED, GROUP_OF, ["x"])
+    assert view.upstream == {"a": [], "x.*": ["a"], "z": ["x.*"]}
+    assert view.collapsed == {"x.*": "x"} and view.node_of["x.y.r"] == "x.*"
+    inner = view_of(GROUPED, GROUP_OF, ["x.y"])
+    assert inner.upstream["x.y.*"] == ["x.p"] and inner.upstream["z"] == ["x.q", "x.y.*"]
+    assert inner.group_of["x.y.*"] == "x"  # drawn inside its parent's box
+    layout = layout_graph(inner.upstream, groups=inner.group_of)
+    assert [c.group for c in layout.clusters] == ["x"]
+
+
+def test_state_mixes_count_and_order_worst_last_in_text() -> None:
+    counts = state_counts(["success"] * 180 + ["running"] * 15 + ["failed"] * 5)
+    assert list(counts) == ["failed", "running", "success"]
+    assert worst_state(counts) == "failed"
+    assert mix_text(counts) == "180 ✓ 15 ⟳ 5 ✗"
+    assert instances_by_task(["load[10]", "load[2]", "load", "x"]) == {
+        "load": ["load[2]", "load[10]"]
+    }
+
+
+def test_a_mapped_task_is_one_node_with_count_mix_and_bar() -> None:
+    svg = graph_svg(
+        layout_graph({"load": []}),
+        {"load": "failed"},
+        notes={"load": "3 ✓ 1 ✗"},
+        labels={"load": "load \u00d74"},
+        mixes={"load": {"failed": 1, "success": 3}},
+    )
+    root = ElementTree.fromstring(svg)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    node = root.find(".//s:g[@data-task='load']", ns)
+    assert node is not None and node.get("class") == "node mapped st-failed"
+    bar = {
+        r.get("data-state"): float(r.get("width") or 0)
+        for r in node.iter(f"{{{ns['s']}}}rect")
+        if r.get("data-state")
+    }
+    assert bar["success"] == pytest.approx(3 * bar["failed"])
+
+
+def test_the_timeline_shows_a_mapped_task_as_one_lane_and_pages_its_instances() -> None:
+    tasks = {"load": _ti("load", TaskState.RUNNING, started_at=1.0)}
+    ids = [f"load[{i}]" for i in range(120)]
+    for i, iid in enumerate(ids):
+        state = TaskState.FAILED if i == 7 else TaskState.SUCCESS
+        tasks[iid] = _ti(iid, state, started_at=10.0 + i, finished_at=11.0 + i)
+    lanes = lanes_of(["load"], {"load": ids}, tasks)
+    assert [ln.kind for ln in lanes] == ["mapped"]
+    assert lanes[0].label == "load \u00d7120 119 ✓ 1 ✗"
+    bar = mapped_bar("load", [tasks[i] for i in ids], now=500.0)
+    assert bar is not None and (bar.start, bar.end, bar.state) == (10.0, 130.0, "failed")
+    opened = lanes_of(["load"], {"load": ids}, tasks, expand={"load": 100})
+    assert [ln.task_id for ln in opened[1:]] == ids[100:]
+    svg = gantt_svg(["load"], tasks, now=500.0, mapped={"load": ids})
+    assert svg.count('data-kind="mapped"') == 1 and 'data-task="load[3]"' not in svg

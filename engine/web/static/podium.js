@@ -5,6 +5,11 @@
 (() => {
   const FINISHED_TASK = new Set(["success", "failed", "upstream_failed", "skipped", "cancelled"]);
   const POLL_MS = 1000;
+  // worst first, as engine/web/fanout.py: a mix of states is coloured by its worst
+  const SEVERITY = ["failed", "upstream_failed", "cancelled", "up_for_retry", "paused", "running", "queued", "pending", "skipped", "success"];
+  const SYMBOLS = { success: "✓", running: "⟳", failed: "✗", queued: "…", pending: "○", up_for_retry: "↻", upstream_failed: "⊘", skipped: "⤼", cancelled: "⊗", paused: "⏸" };
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const rank = (s) => (SEVERITY.includes(s) ? SEVERITY.indexOf(s) : SEVERITY.length);
 
   const $ = (sel, root = document) => root.querySelector(sel);
   const byTask = (sel, tid) => document.querySelector(`${sel}[data-task="${CSS.escape(tid)}"]`);
@@ -48,11 +53,139 @@
     toast.timer = setTimeout(() => (el.className = ""), 6000);
   }
 
+  // -- mapped tasks and groups: state mixes --------------------------------------------------------
+
+  function counted(counts) {
+    return Object.entries(counts).filter(([, n]) => n > 0).sort((a, b) => rank(b[0]) - rank(a[0]));
+  }
+
+  const mixText = (counts) => counted(counts).map(([s, n]) => `${n} ${SYMBOLS[s] || s}`).join(" ");
+
+  function worst(counts) {
+    const present = Object.keys(counts).filter((s) => counts[s] > 0);
+    return present.length ? present.sort((a, b) => rank(a) - rank(b))[0] : null;
+  }
+
+  // the bar along a node's foot: one segment per state, as wide as its share
+  function drawMix(node, counts) {
+    const bar = node.querySelector("g.mix-bar") || node;
+    const box = node.querySelector("rect");
+    if (!box) return;
+    bar.querySelectorAll("rect.mix").forEach((r) => r.remove());
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    if (!total) return;
+    const x0 = +box.getAttribute("x") + 6;
+    const inner = +box.getAttribute("width") - 12;
+    const y = +box.getAttribute("y") + +box.getAttribute("height") - 6;
+    let x = x0;
+    for (const [state, n] of Object.entries(counts)) {
+      if (!n) continue;
+      const r = document.createElementNS(SVG_NS, "rect");
+      r.setAttribute("class", "mix st-" + state);
+      r.dataset.state = state;
+      r.setAttribute("x", x.toFixed(1));
+      r.setAttribute("y", y.toFixed(1));
+      r.setAttribute("width", ((inner * n) / total).toFixed(2));
+      r.setAttribute("height", "4");
+      bar.appendChild(r);
+      x += (inner * n) / total;
+    }
+  }
+
+  function applyMapped(tid, t) {
+    const m = t.mapped;
+    const node = byTask("#graph g.node", tid);
+    if (node) {
+      setState(node, (m.count && m.worst) || t.state);
+      const label = node.querySelector(".node-label");
+      if (label) label.textContent = `${tid} ×${m.count || ""}`;
+      const note = node.querySelector(".node-state");
+      const text = m.count ? mixText(m.states) : t.state;
+      if (note && note.textContent !== text) note.textContent = text;
+      const title = node.querySelector("title");
+      if (title) title.textContent = `${tid}: ${text}`;
+      drawMix(node, m.states);
+    }
+    const panel = document.getElementById("task-" + tid);
+    if (!panel) return;
+    setText(panel, "mapped-mix", `×${m.count} ${mixText(m.states)}`);
+    const block = panel.querySelector(`.instances[data-instances-of="${CSS.escape(tid)}"]`);
+    if (!block) return;
+    for (const a of block.querySelectorAll("[data-state-count]")) {
+      const s = a.dataset.stateCount;
+      const n = s === "all" ? m.count : m.states[s] || 0;
+      a.textContent = `${n} ${s}`;
+    }
+    const busy = block.querySelector("details.task[open]");
+    if (+block.dataset.count !== m.count && !busy) loadInstances(block, block.dataset.url);
+  }
+
+  function applyGroups(run) {
+    for (const node of document.querySelectorAll("#graph g.group-node[data-group]")) {
+      const gid = node.dataset.group;
+      const counts = {};
+      for (const t of Object.values(run.tasks)) {
+        if (t.instance_of || !t.group || (t.group !== gid && !t.group.startsWith(gid + "."))) continue;
+        counts[t.state] = (counts[t.state] || 0) + 1;
+      }
+      setState(node, worst(counts) || "none");
+      const note = node.querySelector(".node-state");
+      if (note) note.textContent = mixText(counts);
+      drawMix(node, counts);
+    }
+  }
+
+  // a page of a mapped task's instances: fetched as server-rendered panels, swapped in place
+  async function loadInstances(block, url) {
+    const r = await fetch(url, { cache: "no-store" });
+    if (!r.ok) return toast(`could not load the instances: ${r.status}`, true);
+    const holder = document.createElement("div");
+    holder.innerHTML = await r.text(); // server-rendered HTML, user text escaped there
+    const fresh = holder.firstElementChild;
+    if (!fresh) return;
+    block.replaceWith(fresh);
+    fresh.querySelectorAll("details.task").forEach(bindLog);
+  }
+
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-inst-page]");
+    if (!link) return;
+    event.preventDefault();
+    const block = link.closest(".instances");
+    if (block) loadInstances(block, link.href);
+  });
+
+  // -- groups collapse and expand on a click (kept for this page view only) -------------------------
+
+  let lastRun = null;
+
+  document.addEventListener("click", async (event) => {
+    const toggle = event.target.closest("svg.graph [data-toggle]");
+    if (!toggle) return;
+    event.preventDefault();
+    const svg = toggle.closest("svg.graph");
+    const shut = new Set((svg.dataset.collapsed || "").split(",").filter(Boolean));
+    const gid = toggle.dataset.toggle;
+    if (shut.has(gid)) shut.delete(gid);
+    else shut.add(gid);
+    const url = new URL(svg.dataset.graphUrl, location.href);
+    url.searchParams.set("collapsed", [...shut].join(","));
+    const r = await fetch(url, { cache: "no-store" });
+    if (!r.ok) return toast(`could not draw the graph: ${r.status}`, true);
+    const holder = document.createElement("div");
+    holder.innerHTML = await r.text(); // server-rendered SVG, user text escaped there
+    const fresh = holder.querySelector("svg.graph");
+    if (fresh) svg.replaceWith(fresh);
+    if (lastRun) applyRun(lastRun);
+  });
+
   // -- the run page ------------------------------------------------------------------------------
 
   const main = $("main[data-run-id]");
+  const ganttOpen = new Map(); // mapped task -> offset of the instances listed under its row
 
   function applyRun(run) {
+    lastRun = run;
     main.dataset.runState = run.state;
     const badge = $('[data-field="run-state"]');
     if (badge) {
@@ -62,7 +195,8 @@
     setText(document, "run-duration", duration(run.duration));
     if (run.finished_at) setText(document, "run-finished", utc(run.finished_at));
     for (const [tid, t] of Object.entries(run.tasks)) {
-      const node = byTask("#graph g.node", tid);
+      if (t.mapped) applyMapped(tid, t);
+      const node = t.mapped ? null : byTask("#graph g.node", tid);
       if (node) {
         setState(node, t.state);
         const label = node.querySelector(".node-state");
@@ -90,20 +224,43 @@
       const pre = panel.querySelector("pre.log");
       if (pre && pre.follow && panel.open) pre.follow();
     }
+    applyGroups(run);
     document.title = document.title.replace(/^(\[[a-z_]+\] )?/, `[${run.state}] `);
   }
 
   async function refreshGantt() {
     const box = $("#gantt");
     if (!box || !main.dataset.gantt) return;
-    const r = await fetch(main.dataset.gantt, { cache: "no-store" });
+    const url = new URL(main.dataset.gantt, location.href);
+    if (ganttOpen.size) url.searchParams.set("expand", [...ganttOpen].map(([t, o]) => `${t}:${o}`).join(","));
+    const r = await fetch(url, { cache: "no-store" });
     if (r.ok) box.innerHTML = await r.text(); // server-rendered SVG, user text escaped there
+  }
+
+  // a mapped task's row in the timeline lists (or hides) a page of its instances on a click
+  document.addEventListener("click", (event) => {
+    const row = event.target.closest("#gantt [data-expand]");
+    if (!row || !main) return;
+    const tid = row.dataset.expand;
+    if (ganttOpen.has(tid)) ganttOpen.delete(tid);
+    else ganttOpen.set(tid, 0);
+    refreshGantt().catch(() => {});
+  });
+
+  // the poll leaves out mapped tasks' instances, but for those whose panels are on the page
+  function pollUrl() {
+    const url = new URL(main.dataset.api, location.href);
+    url.searchParams.set("results", "preview");
+    url.searchParams.set("instances", "none");
+    const shown = [...document.querySelectorAll(".instances details.task[data-task]")].map((d) => d.dataset.task);
+    if (shown.length) url.searchParams.set("include", shown.join(","));
+    return url;
   }
 
   async function poll() {
     let run = null;
     try {
-      const r = await fetch(main.dataset.api + "?results=preview", { cache: "no-store" });
+      const r = await fetch(pollUrl(), { cache: "no-store" });
       if (r.ok) run = await r.json();
     } catch (e) {
       run = null;
