@@ -43,3 +43,33 @@ def test_a_loose_yaml_file_adds_no_package_root(
         "No module named 'nosuchpkg'"
     ]
     assert str(tmp_path.parent) not in sys.path
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            b"tasks:\n  a: {shell: {argv: [echo, caf\xe9]}}\n",
+            ":2:31: not UTF-8: byte 0xe9 cannot start or continue a character",
+        ),
+        (
+            b"tasks:\n  a: {shell: {argv: [echo]}}\n  \x1f\n",
+            ":3:3: YAML syntax error: character 0x001f is not allowed",
+        ),
+        (
+            b"tasks:\n  a: {shell: {argv: " + b"[" * 3000 + b"]" * 3000 + b"}}\n",
+            ":2:1: nested too deeply to read (a DAG file needs a few levels)",
+        ),
+        (
+            b"triggers: true\ntasks:\n  a: {shell: {argv: [echo]}}\n",
+            ":1:1: triggers: must be a list",
+        ),
+    ],
+)
+def test_files_the_parser_refuses_are_errors_with_a_position(
+    data: bytes, expected: str, tmp_path: Path
+) -> None:
+    (tmp_path / "bad.yaml").write_bytes(data)
+    loaded = load_dags(tmp_path / "bad.yaml")
+    assert loaded.dags == []
+    assert [str(e) for e in loaded.errors] == [f"{tmp_path / 'bad.yaml'}{expected}"]
