@@ -175,11 +175,14 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[: exc.start].decode("utf-8")
-        line = before.count("\n") + 1
-        column = len(before) - (before.rfind("\n") + 1) + 1
+        line, column = _line_column(data[: exc.start].decode("utf-8"))
         message = f"not UTF-8: byte 0x{data[exc.start]:02x} cannot start or continue a character"
         raise YAMLDAGError(path, [Problem(line, column, "", message)]) from None
+
+
+def _line_column(before: str) -> tuple[int, int]:
+    """The line and column (from 1) just after ``before``, the text that precedes a position."""
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
 def _too_deep(text: str) -> Problem:
@@ -196,9 +199,7 @@ def _too_deep(text: str) -> Problem:
 
 def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> Problem:
     """A character YAML does not accept (a control character), where it is."""
-    before = text[: exc.position]
-    line = before.count("\n") + 1
-    column = len(before) - (before.rfind("\n") + 1) + 1
+    line, column = _line_column(text[: exc.position])
     return Problem(
         line, column, "", f"YAML syntax error: character {exc.character:#06x} is not allowed"
     )
