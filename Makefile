@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test bench bench-compare chaos lint clean
+.PHONY: demo demo-yaml demo-fan-out test bench bench-compare chaos lint clean
 
 $(BIN)/python:
 	$(PYTHON_CMD) -m venv $(VENV)
@@ -31,6 +31,14 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 ## Run the customer-analytics pipeline once on embedded defaults and print a summary.
 demo: $(STAMP)
 	$(BIN)/python -m examples.customer_analytics
+
+## The same pipeline as a YAML DAG calling the Python functions (examples/customer_analytics_yaml/).
+demo-yaml: $(STAMP)
+	$(BIN)/python -m examples.customer_analytics_yaml
+
+## Fan-out over the files of a day with task.map (examples/fan_out/).
+demo-fan-out: $(STAMP)
+	$(BIN)/python -m examples.fan_out
 
 ## Run the whole test suite (installs Debian's chromium for the web UI tests if it is missing).
 test: $(DEV_STAMP)

@@ -119,15 +119,26 @@ async def run_once(
             return [await resolve(v) for v in value]
         return value
 
-    async def execute(node: Node) -> None:
-        args = [await resolve(a) for a in node.args]
-        store.task(run_id, node.task_id, "queued")
+    async def one_try(node: Node, task_id: str, args: list[Any]) -> Any:
+        store.task(run_id, task_id, "queued")
         async with limit:
-            store.task(run_id, node.task_id, "running")
+            store.task(run_id, task_id, "running")
             value = await node.fn(*args)
-            store.task(run_id, node.task_id, "success", json.dumps(value))
+            store.task(run_id, task_id, "success", json.dumps(value))
             if per_task:
                 store.commit()
+        return value
+
+    async def execute(node: Node) -> None:
+        args = [await resolve(a) for a in node.args]
+        if node.mapped:  # one instance per element of the first argument, results in order
+            instances = (
+                one_try(node, f"{node.task_id}[{i}]", [item, *args[1:]])
+                for i, item in enumerate(args[0])
+            )
+            value: Any = list(await asyncio.gather(*instances))
+        else:
+            value = await one_try(node, node.task_id, args)
         done[node.task_id].set_result(value)
 
     await asyncio.gather(*(execute(node) for node in wl.nodes))

@@ -30,7 +30,9 @@ def build_dag(wl: Workload) -> DAG:
             base = defs.get(node.fn)
             if base is None:
                 base = defs[node.fn] = task(node.fn)
-            refs[node.task_id] = base.override(task_id=node.task_id)(*_bind(node, refs))
+            named = base.override(task_id=node.task_id)
+            call = named.map if node.mapped else named
+            refs[node.task_id] = call(*_bind(node, refs))
 
     body.__name__ = wl.dag_id
     built = dag(dag_id=wl.dag_id)(body)

@@ -339,6 +339,30 @@ def render_table(results: list[dict[str, Any]], reps: int) -> Any:
     return table
 
 
+def mapped_vs_fanout(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per implementation measured on both: W1's and W5's us/task, and W5 over W1 ("mapping 10 000
+    elements costs no more per task than W1" holds when the ratio is <= 1)."""
+    per_task = {
+        (r["workload"], r["impl"]): r["us_per_task"]
+        for r in results
+        if "error" not in r and not r.get("invalid")
+    }
+    out: dict[str, dict[str, float]] = {}
+    for impl in dict.fromkeys(r["impl"] for r in results):
+        w1, w5 = per_task.get(("W1", impl)), per_task.get(("W5", impl))
+        if w1 is not None and w5 is not None:
+            out[impl] = {"w1_us_per_task": w1, "w5_us_per_task": w5, "ratio": w5 / w1}
+    return out
+
+
+def _comparison_lines(comparison: dict[str, dict[str, float]]) -> list[str]:
+    return [
+        f"W5 (mapped, 10 000) vs W1 (fan-out, 1000), {impl}: {c['w5_us_per_task']:.1f} vs "
+        f"{c['w1_us_per_task']:.1f} us/task = {c['ratio']:.2f}x"
+        for impl, c in comparison.items()
+    ]
+
+
 def render_markdown(payload: dict[str, Any]) -> str:
     """The results of a results.json as a Markdown table (for benchmarks/README.md)."""
     results = payload["results"]
@@ -377,6 +401,9 @@ def render_markdown(payload: dict[str, Any]) -> str:
             f"{r['rss_peak_mb']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    comparison = _comparison_lines(mapped_vs_fanout(results))
+    if comparison:
+        lines += ["", *(f"- {line}" for line in comparison)]
     return "\n".join(lines)
 
 
@@ -449,11 +476,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "[dim]us/task = median wall / tasks per measurement; x floor = us/task over "
         f"{FLOOR_REFERENCE}'s; RSS MB = peak RSS of the measuring subprocess; W1-W3 run under Podium's default "
         "max_tasks=64 (the floor under a 64-slot semaphore); W4 under max_tasks=100 "
-        "(floor: 100-slot semaphore). hop us = median event-loop -> thread -> event-loop round "
+        "(floor: 100-slot semaphore); W5 under max_tasks=64, its tasks are the 10 000 mapped "
+        "instances plus numbers and join. hop us = median event-loop -> thread -> event-loop round "
         "trip measured in that subprocess (each Podium commit pays one, each read several). "
         f"Total {time.perf_counter() - started:.0f} s.[/dim]"
     )
 
+    comparison = mapped_vs_fanout(results)
+    for line in _comparison_lines(comparison):
+        console.print(line)
     for r in results:
         if r.get("invalid"):
             console.print(
@@ -472,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "targets": {k: t.__dict__ for k, t in TARGETS.items()},
             "results": results,
+            "w5_vs_w1": comparison,
         }
         Path(out).write_text(json.dumps(payload, indent=2) + "\n")
         console.print(f"[dim]wrote {out}[/dim]")

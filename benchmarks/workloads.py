@@ -11,6 +11,9 @@ asyncio tasks. Both call the very same task functions.
 - W3 small ETL, 200 runs: ``extract_crm`` and ``extract_db`` -> ``clean`` -> ``enrich`` -> ``load``;
   ``W3-seq`` triggers each run after the previous one finished, ``W3-conc`` triggers all 200 at once.
 - W4 1000 independent tasks each ``await anyio.sleep(0.1)``, at most 100 live at once (ideal: 1.0 s).
+- W5 dynamic fan-out: ``numbers`` returns a list of 10 000 ints -> ``work.map(numbers)`` (one instance
+  per element, created at run time, trivial body) -> ``join`` (takes the list of 10 000 results).
+  Per task it is W1 with the fan-out decided at run time, ten times wider.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class Node:
     task_id: str
     fn: Callable[..., Awaitable[Any]]
     args: tuple[Any, ...] = ()  # constants, Refs, or lists of Refs
+    # one instance of ``fn`` per element of ``args[0]`` (a Ref to a list), created at run time;
+    # downstream Refs to this node get the list of the instances' results
+    mapped: bool = False
 
 
 class LiveProbe:
@@ -89,10 +95,13 @@ class Workload:
     expected: Any = None  # the sink's expected result (JSON-shaped: lists, not tuples)
     probe: LiveProbe | None = None
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # runners keep built DAGs here
+    # tasks a run executes when that is not one per node (a mapped node runs one per element and
+    # is not a task of its own)
+    tasks_per_run: int | None = None
 
     @property
     def tasks_per_measurement(self) -> int:
-        return len(self.nodes) * self.runs
+        return (self.tasks_per_run or len(self.nodes)) * self.runs
 
     def check(self, outcome: Outcome) -> None:
         """Raise ``WorkloadError`` unless every run succeeded with the expected result."""
@@ -162,6 +171,10 @@ async def enrich(ids: list[int]) -> list[dict[str, Any]]:
 
 async def load(rows: list[dict[str, Any]]) -> int:
     return len(rows)
+
+
+async def numbers(n: int) -> list[int]:
+    return list(range(n))
 
 
 def make_sleeper(probe: LiveProbe, seconds: float) -> Callable[[], Awaitable[None]]:
@@ -245,10 +258,28 @@ def w4(n: int = 1000, seconds: float = 0.1, limit: int = 100) -> Workload:
     )
 
 
+def w5(n: int = 10_000, limit: int = DEFAULT_LIMIT) -> Workload:
+    return Workload(
+        key="W5",
+        dag_id="bench_w5",
+        title=f"mapped: numbers -> work.map over {n:,} elements -> join",
+        nodes=(
+            Node("numbers", numbers, (n,)),
+            Node("work", leaf, (Ref("numbers"),), mapped=True),
+            Node("join", join, (Ref("work"),)),
+        ),
+        limit=limit,
+        sink="join",
+        expected=[n, n * (n + 1) // 2],  # each element x gives x + 1
+        tasks_per_run=n + 2,
+    )
+
+
 WORKLOADS: dict[str, Callable[[], Workload]] = {
     "W1": w1,
     "W2": w2,
     "W3-seq": lambda: w3(mode="sequential"),
     "W3-conc": lambda: w3(mode="concurrent"),
     "W4": w4,
+    "W5": w5,
 }

@@ -31,6 +31,7 @@ from .engine import Engine, check_pools
 from .errors import ParamError, PodiumError, RunNotFoundError, TriggerError
 from .loader import load_dags
 from .models import Run
+from .starter import STARTER_TEMPLATES
 from .states import RunState
 from .store import Store, is_owned
 
@@ -222,7 +223,33 @@ def _parser() -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="write a small working project into DIR")
     init.add_argument("directory", metavar="DIR")
+    init.add_argument(
+        "--template",
+        choices=STARTER_TEMPLATES,
+        default=None,
+        help="a project around one kind of trigger, with a pytest test and a sample event "
+        "(default: a Python DAG and a YAML DAG)",
+    )
     init.set_defaults(handler=cmd_init)
+
+    render = sub.add_parser(
+        "render", help="show what every task's templated arguments render to (runs nothing)"
+    )
+    render.add_argument("dag_id")
+    render.add_argument(
+        "--path", default="pipelines", help="DAG file or folder (default: pipelines)"
+    )
+    render.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="repeatable; JSON values"
+    )
+    render.add_argument(
+        "--event", metavar="EVENT.json", help="the triggering event's payload (ctx.event), as JSON"
+    )
+    render.add_argument(
+        "--logical-date", metavar="DATE", help="YYYY-MM-DD or an ISO datetime (default: none)"
+    )
+    render.add_argument("--json", action="store_true", help="JSON instead of text")
+    render.set_defaults(handler=cmd_render)
     return parser
 
 
@@ -364,15 +391,65 @@ async def cmd_schema(args: argparse.Namespace) -> int:
 async def cmd_init(args: argparse.Namespace) -> int:
     from .starter import write_starter
 
-    written = write_starter(args.directory)
+    written = write_starter(args.directory, template=args.template)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+    first = "python -m pytest tests/" if args.template else "podium validate pipelines/"
     console.print(
-        f"next: cd {args.directory} && podium validate pipelines/ && podium run pipelines/ "
-        "--db podium.db",
+        f"next: cd {args.directory} && {first} && podium run pipelines/ --db podium.db",
         highlight=False,
     )
     return 0
+
+
+async def cmd_render(args: argparse.Namespace) -> int:
+    from .render import parse_logical_date, render_dag
+
+    params = _parse_pairs(args.param, "--param", _parse_value)
+    event = _read_event(args.event) if args.event else None
+    logical_date = parse_logical_date(args.logical_date) if args.logical_date else None
+    loaded = load_dags(args.path)
+    found = {d.dag_id: d for d in loaded.dags}
+    if args.dag_id not in found:
+        for error in loaded.errors:
+            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        known = ", ".join(sorted(found)) or "none"
+        raise PodiumError(f"no DAG {args.dag_id!r} in {args.path} (DAGs there: {known})")
+    rendering = render_dag(found[args.dag_id], params, event=event, logical_date=logical_date)
+    if args.json:
+        sys.stdout.write(orjson.dumps(rendering.as_json()).decode() + "\n")
+        return 1 if rendering.errors else 0
+    when = rendering.logical_date.isoformat() if rendering.logical_date else "none"
+    console.print(
+        f"DAG [bold]{rendering.dag_id}[/] · params {escape(orjson.dumps(rendering.params).decode())}"
+        f" · logical_date {when} · event {'given' if event is not None else 'none'}",
+        highlight=False,
+    )
+    for task in rendering.tasks:
+        console.print(
+            f"[bold]{escape(task.task_id)}[/]"
+            + ("" if task.fields else "  [grey50](no templates)[/]"),
+            highlight=False,
+        )
+        for f in task.fields:
+            shown = f"[bold red]error:[/] {escape(f.error)}" if f.error else escape(repr(f.value))
+            console.print(f"  {escape(f.field)} = {shown}", highlight=False, soft_wrap=True)
+    count = len(rendering.errors)
+    if count:
+        err_console.print(f"[bold red]{count} template(s) failed to render[/]")
+    return 1 if count else 0
+
+
+def _read_event(path: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(open(path, "rb").read())
+    except OSError as exc:
+        raise PodiumError(f"--event {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise PodiumError(f"--event {path}: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise PodiumError(f"--event {path}: an event is a JSON object, got {type(value).__name__}")
+    return value
 
 
 # -- podium trigger -----------------------------------------------------------------------------------

@@ -62,7 +62,11 @@ def load_dags(path: str | Path) -> LoadResult:
     seen: dict[str, Path] = {}
     for file in dag_files(root):
         try:
-            found = [load_yaml_dag(file)] if file.suffix in YAML_SUFFIXES else _import_dags(file)
+            if file.suffix in YAML_SUFFIXES:
+                _package_root_on_path(file)
+                found = [load_yaml_dag(file)]
+            else:
+                found = _import_dags(file)
         except YAMLDAGError as exc:
             result.errors.extend(LoadError(file, p.line, str(p), p.column) for p in exc.problems)
             continue
@@ -95,6 +99,18 @@ def _package_module_name(file: Path) -> str | None:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     return ".".join(parts)
+
+
+def _package_root_on_path(file: Path) -> None:
+    """For a YAML file inside packages: their root on ``sys.path``, so its ``call:`` targets can
+    name functions of those packages by their full name (``examples.analytics.steps:load``)."""
+    folder = file.parent
+    if not (folder / "__init__.py").exists():
+        return
+    while (folder / "__init__.py").exists():
+        folder = folder.parent
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 
 def _import_dags(file: Path) -> list[DAG]:

@@ -1,5 +1,9 @@
 """``podium init DIR``: a small project that runs as written — a Python DAG, a YAML DAG calling a
-Python function and a shell step, the JSON Schema for editors, and a README with the commands."""
+Python function and a shell step, the JSON Schema for editors, and a README with the commands.
+
+``podium init DIR --template cron|kafka|s3|assets``: a project around one kind of trigger, with a
+pytest test that runs it on a real engine and a sample event (``engine.starter_templates``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import json
 from pathlib import Path
 
 from .errors import PodiumError
+from .starter_templates import TEMPLATES
 from .yaml_spec import json_schema
+
+STARTER_TEMPLATES = tuple(TEMPLATES)
 
 HELLO_PY = '''\
 """A Python DAG: `podium trigger hello --path pipelines --wait`."""
@@ -82,8 +89,16 @@ ran. Editors that read JSON Schema complete and check the YAML with `podium-dag.
 """
 
 
-def starter_files(name: str) -> dict[str, str]:
-    """The starter project's files by relative path."""
+def starter_files(name: str, template: str | None = None) -> dict[str, str]:
+    """The starter project's files by relative path (``template``: one of ``STARTER_TEMPLATES``)."""
+    if template is not None:
+        if template not in TEMPLATES:
+            known = ", ".join(STARTER_TEMPLATES)
+            raise PodiumError(f"unknown starter template {template!r} (one of: {known})")
+        files = {rel: text.replace("{name}", name) for rel, text in TEMPLATES[template].items()}
+        if any(rel.endswith((".yaml", ".yml")) for rel in files):
+            files["podium-dag.schema.json"] = json.dumps(json_schema(), indent=2) + "\n"
+        return files
     return {
         "README.md": README.format(name=name),
         "podium-dag.schema.json": json.dumps(json_schema(), indent=2) + "\n",
@@ -93,10 +108,10 @@ def starter_files(name: str) -> dict[str, str]:
     }
 
 
-def write_starter(directory: str | Path) -> list[Path]:
+def write_starter(directory: str | Path, template: str | None = None) -> list[Path]:
     """Write the starter project into ``directory`` (created if needed); never overwrites a file."""
     root = Path(directory)
-    files = starter_files(root.resolve().name or "podium-project")
+    files = starter_files(root.resolve().name or "podium-project", template)
     existing = [rel for rel in files if (root / rel).exists()]
     if existing:
         raise PodiumError(f"{root}: would overwrite {', '.join(existing)}; choose an empty folder")

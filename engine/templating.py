@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -281,3 +282,44 @@ def _render(value: Any, context: Mapping[str, Any], task_id: str, field: str) ->
     if isinstance(value, dict):
         return {k: _render(v, context, task_id, f"{field}.{k}") for k, v in value.items()}
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedField:
+    """One template of a task's arguments, rendered: its field (``path``, ``options.since``,
+    ``argv[1]``) and the text, or the error the try would fail with."""
+
+    field: str
+    value: str | None = None
+    error: str | None = None
+
+
+def render_fields(node: TaskNode, ctx: Context) -> list[RenderedField]:
+    """Every ``Template`` in ``node``'s arguments rendered on its own, in argument order; unlike
+    ``render_arguments`` a failure does not stop the others (``podium render`` shows them all)."""
+    context = render_context(ctx)
+    names = _positional_names(node.definition.signature, len(node.args))
+    values = [*zip(names, (a.value for a in node.args), strict=True)]
+    values += [(name, a.value) for name, a in node.kwargs.items()]
+    rendered: list[RenderedField] = []
+    for name, value in values:
+        for field, template in _templates_in(value, name):
+            try:
+                rendered.append(
+                    RenderedField(field, _render(template, context, node.task_id, field))
+                )
+            except TemplateRenderError as exc:
+                rendered.append(RenderedField(field, error=str(exc)))
+    return rendered
+
+
+def _templates_in(value: Any, field: str) -> Iterator[tuple[str, Template]]:
+    """The templates inside ``value`` with their field names, named as ``_render`` names them."""
+    if isinstance(value, Template):
+        yield field, value
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _templates_in(v, f"{field}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _templates_in(v, f"{field}.{k}")

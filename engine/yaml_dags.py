@@ -67,7 +67,14 @@ class YAMLDAGError(DAGError):
 def load_yaml_dag(file: str | Path) -> DAG:
     """The ``DAG`` a YAML file defines; raises ``YAMLDAGError`` listing every problem."""
     path = Path(file)
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
+    try:
+        return _load_text(path, text)
+    except RecursionError:  # nesting deeper than the parser or the models can recurse
+        raise YAMLDAGError(path, [_too_deep(text)]) from None
+
+
+def _load_text(path: Path, text: str) -> DAG:
     marks, problems = _positions(text)
     if problems:
         raise YAMLDAGError(path, problems)
@@ -117,7 +124,8 @@ def _valid_tasks(data: Mapping[str, Any]) -> dict[str, TaskSpec]:
 
 def _valid_triggers(data: Mapping[str, Any]) -> dict[int, TriggerSpec]:
     triggers = data.get("triggers")
-    found = enumerate(_well_formed(TriggerSpec, raw) for raw in (triggers or ()))
+    items = triggers if isinstance(triggers, list) else ()  # else reported: must be a list
+    found = enumerate(_well_formed(TriggerSpec, raw) for raw in items)
     return {index: spec for index, spec in found if spec is not None}
 
 
@@ -150,6 +158,8 @@ def _positions(text: str) -> tuple[dict[Loc, tuple[int, int]], list[Problem]]:
         message = f"YAML syntax error: {exc.problem or exc.context}"
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         return {}, [Problem(line, column, "", message)]
+    except yaml.reader.ReaderError as exc:
+        return {}, [_reader_problem(text, exc)]
     except yaml.YAMLError as exc:
         return {}, [Problem(None, None, "", f"YAML error: {exc}")]
     marks: dict[Loc, tuple[int, int]] = {}
@@ -157,6 +167,42 @@ def _positions(text: str) -> tuple[dict[Loc, tuple[int, int]], list[Problem]]:
     if root is not None:
         _walk(root, (), marks, problems)
     return marks, problems
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; a file that is not UTF-8 is a ``YAMLDAGError`` at its first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _line_column(data[: exc.start].decode("utf-8"))
+        message = f"not UTF-8: byte 0x{data[exc.start]:02x} cannot start or continue a character"
+        raise YAMLDAGError(path, [Problem(line, column, "", message)]) from None
+
+
+def _line_column(before: str) -> tuple[int, int]:
+    """The line and column (from 1) just after ``before``, the text that precedes a position."""
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+def _too_deep(text: str) -> Problem:
+    """Where a file nests too deeply: the line that opens the most brackets or is most indented."""
+    depth, deepest, where = 0, -1, 1
+    for number, line in enumerate(text.splitlines(), start=1):
+        indent = len(line) - len(line.lstrip(" -"))
+        for char in line:
+            depth += (char in "[{") - (char in "]}")
+            if depth + indent > deepest:
+                deepest, where = depth + indent, number
+    return Problem(where, 1, "", "nested too deeply to read (a DAG file needs a few levels)")
+
+
+def _reader_problem(text: str, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not accept (a control character), where it is."""
+    line, column = _line_column(text[: exc.position])
+    return Problem(
+        line, column, "", f"YAML syntax error: character {exc.character:#06x} is not allowed"
+    )
 
 
 def _walk(

@@ -20,19 +20,19 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from engine import Engine, PodiumError, Run, RunState
+from engine import DAG, Engine, PodiumError, Run, RunState
 
 from .pipeline import OUTPUT_DIR, POOLS, TIMEZONE, customer_analytics
 
 STATE_STYLE = {"success": "green", "failed": "bold red", "upstream_failed": "red"}
 
 
-async def run_once(*, day: str, output_dir: Path) -> Run:
+async def run_once(*, day: str, output_dir: Path, dag: DAG = customer_analytics) -> Run:
     """Run the DAG once with a fresh engine on ``<output_dir>/podium.db`` and return the finished run."""
     await anyio.Path(output_dir).mkdir(parents=True, exist_ok=True)
     params = {"day": day, "data_dir": str(output_dir / "data"), "output_dir": str(output_dir)}
-    async with Engine(output_dir / "podium.db", dags=[customer_analytics], pools=POOLS) as podium:
-        run = await podium.trigger(customer_analytics.dag_id, params=params)
+    async with Engine(output_dir / "podium.db", dags=[dag], pools=POOLS) as podium:
+        run = await podium.trigger(dag.dag_id, params=params)
         return await run.wait()
 
 
@@ -44,13 +44,14 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
-def print_summary(console: Console, run: Run) -> None:
-    table = Table(title=f"customer_analytics · run {run.run_id}", title_justify="left")
+def print_summary(console: Console, run: Run, dag: DAG = customer_analytics) -> None:
+    """The tasks of ``run`` (a run of ``dag``, the Python or the YAML pipeline) and its figures."""
+    table = Table(title=f"{dag.dag_id} · run {run.run_id}", title_justify="left")
     table.add_column("task")
     table.add_column("state")
     table.add_column("try", justify="right")
     table.add_column("duration (ms)", justify="right")
-    for task_id in customer_analytics.order:
+    for task_id in dag.order:
         ti = run.tasks[task_id]
         style = STATE_STYLE.get(ti.state.value, "")
         duration = f"{ti.duration * 1000:,.0f}" if ti.duration is not None else "—"
@@ -88,10 +89,16 @@ def iso_day(text: str) -> str:
     return date.fromisoformat(text).isoformat()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "python -m examples.customer_analytics",
+    dag: DAG = customer_analytics,
+    output_dir: Path = OUTPUT_DIR,
+) -> int:
+    """Parse the arguments, run ``dag`` (the Python pipeline, or the YAML one) once, print."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.customer_analytics",
-        description="Run the customer-analytics pipeline once and print a summary.",
+        prog=prog, description=f"Run the {dag.dag_id} pipeline once and print a summary."
     )
     parser.add_argument(
         "--day",
@@ -100,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="include orders up to this day, YYYY-MM-DD (default: today in Berlin)",
     )
     parser.add_argument(
-        "--output-dir", type=Path, default=OUTPUT_DIR, help=f"default: {_shown(OUTPUT_DIR)}"
+        "--output-dir", type=Path, default=output_dir, help=f"default: {_shown(output_dir)}"
     )
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 110)
@@ -116,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("podium.task").setLevel(logging.INFO)
     try:
-        run = anyio.run(lambda: run_once(day=args.day, output_dir=args.output_dir))
+        run = anyio.run(lambda: run_once(day=args.day, output_dir=args.output_dir, dag=dag))
     except PodiumError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
-    print_summary(console, run)
+    print_summary(console, run, dag)
     return 0 if run.state is RunState.SUCCESS else 1
 
 

@@ -23,6 +23,7 @@ SMALL: dict[str, Callable[[], w.Workload]] = {
     "W3-seq": lambda: w.w3(runs=10, mode="sequential"),
     "W3-conc": lambda: w.w3(runs=10, mode="concurrent"),
     "W4": lambda: w.w4(n=50, seconds=0.01, limit=10),
+    "W5": lambda: w.w5(n=50),
 }
 
 
@@ -39,6 +40,9 @@ def test_workload_runs_correctly(key: str, impl: str, tmp_path: Path) -> None:
         assert outcome.sink_results == [[50, 100]]  # join got 50 results, each root's 1 + 1
     elif key == "W2":
         assert outcome.sink_results == [20]  # 1, then +1 nineteen times
+    elif key == "W5":
+        assert outcome.sink_results == [[50, 1275]]  # join got the 50 mapped results, 1..50
+        assert wl.tasks_per_measurement == 52
     elif key.startswith("W3"):
         assert outcome.sink_results == [3] * 10
     else:

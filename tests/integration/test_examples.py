@@ -18,6 +18,8 @@ import anyio
 from aiohttp.test_utils import TestClient, TestServer
 
 from engine import Engine, Run, RunState, TaskState
+from engine.loader import load_dags
+from examples import customer_analytics_yaml, fan_out
 from examples.aiohttp_app.app import make_app
 from examples.customer_analytics import POOLS, customer_analytics, sample_data
 
@@ -64,9 +66,9 @@ def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
 
 
-async def run_pipeline(engine: Engine, tmp_path: Path) -> Run:
+async def run_pipeline(engine: Engine, tmp_path: Path, dag_id: str = "customer_analytics") -> Run:
     params = {"day": DAY, "data_dir": str(tmp_path / "data"), "output_dir": str(tmp_path / "out")}
-    run = await engine.trigger("customer_analytics", params=params)
+    run = await engine.trigger(dag_id, params=params)
     return await run.wait(timeout=60)
 
 
@@ -118,6 +120,79 @@ async def test_customer_analytics_end_to_end(tmp_path: Path) -> None:
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert f"Top region: <strong>{expected['top_region']}</strong>" in html
     assert html.count("<svg") == 3
+
+
+async def test_the_yaml_customer_analytics_pipeline_gives_the_same_warehouse(
+    tmp_path: Path,
+) -> None:
+    yaml_dag = customer_analytics_yaml.load_dag()
+    assert yaml_dag.order == customer_analytics.order  # the same steps, in the same order
+    assert {tid: set(n.upstream) for tid, n in yaml_dag.tasks.items()} == {
+        tid: set(n.upstream) for tid, n in customer_analytics.tasks.items()
+    }
+    async with Engine(tmp_path / "podium.db", dags=[yaml_dag], pools=POOLS) as engine:
+        run = await run_pipeline(engine, tmp_path, "customer_analytics_yaml")
+    assert run.state is RunState.SUCCESS, run.note
+    assert {t.state for t in run.tasks.values()} == {TaskState.SUCCESS}
+
+    expected = expected_from_sources(tmp_path / "data", DAY)
+    load = run.tasks["load"].result
+    assert (load["customers"], load["orders"], load["revenue_cents"], load["top_region"]) == (
+        expected["customers"], expected["orders"], expected["revenue_cents"],
+        expected["top_region"],
+    )  # fmt: skip
+    warehouse = tmp_path / "out" / "warehouse.db"
+    assert query(warehouse, "SELECT run_id, day FROM load_info") == [(run.run_id, DAY)]
+    assert query(warehouse, "SELECT COUNT(*), SUM(amount_cents) FROM fact_orders") == [
+        (expected["orders"], expected["revenue_cents"])
+    ]
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert f"Top region: <strong>{expected['top_region']}</strong>" in html
+
+
+def test_the_yaml_pipeline_loads_as_a_folder_from_anywhere(monkeypatch: Any) -> None:
+    monkeypatch.chdir("/")  # `podium run examples/customer_analytics_yaml/`, from any folder
+    loaded = load_dags(customer_analytics_yaml.PIPELINE_YAML.parent)
+    assert loaded.errors == []
+    assert [d.dag_id for d in loaded.dags] == ["customer_analytics_yaml"]
+
+
+async def test_fan_out_maps_one_instance_per_file_of_the_day(tmp_path: Path) -> None:
+    day_folder = tmp_path / "data" / DAY
+    fan_out.pipeline.write_sample_day(day_folder, DAY)
+    (day_folder / "notes.txt").write_text("not a CSV")
+    expected = []
+    for path in sorted(day_folder.glob("*.csv")):
+        with path.open(newline="", encoding="utf-8") as f:
+            amounts = [int(row["amount_cents"]) for row in csv.DictReader(f)]
+        expected.append(
+            {"file": path.name, "day": DAY, "rows": len(amounts), "cents": sum(amounts)}
+        )
+    assert len(expected) == len(fan_out.pipeline.REGIONS)
+
+    async with Engine(tmp_path / "podium.db", dags=[fan_out.daily_files]) as engine:
+        params = {"day": DAY, "data_dir": str(tmp_path / "data")}
+        run = await (await engine.trigger("daily_files", params=params)).wait(timeout=60)
+        empty_params = {"day": "2026-11-26", "data_dir": str(tmp_path / "empty")}
+        (tmp_path / "empty" / "2026-11-26").mkdir(parents=True)
+        empty = await (await engine.trigger("daily_files", params=empty_params)).wait(timeout=60)
+
+    assert run.state is RunState.SUCCESS, run.note
+    instances = sorted(t for t in run.tasks if t.startswith("load_file["))
+    assert instances == [f"load_file[{i}]" for i in range(len(expected))]
+    assert [run.tasks[f"load_file[{i}]"].result for i in range(len(expected))] == expected
+    assert run.tasks["load_file"].result == expected  # the list of results, in order
+    assert run.tasks["summarize"].result == {
+        "day": DAY,
+        "files": len(expected),
+        "rows": sum(f["rows"] for f in expected),
+        "cents": sum(f["cents"] for f in expected),
+        "biggest_file": max(expected, key=lambda f: f["cents"])["file"],
+    }
+    # a day without files maps to no instances, and the summary still runs
+    assert empty.state is RunState.SUCCESS, empty.note
+    assert empty.tasks["summarize"].result["files"] == 0
+    assert not [t for t in empty.tasks if t.startswith("load_file[")]
 
 
 def test_sample_data_is_deterministic(tmp_path: Path) -> None:
