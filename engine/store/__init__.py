@@ -13,6 +13,8 @@ from .records import (
     RequestStatusRow,
     RunInputRow,
     RunRow,
+    SchemaRow,
+    SourceUseRow,
     TaskRow,
     TryRow,
 )
@@ -33,6 +35,8 @@ __all__ = [
     "RequestStatusRow",
     "RunInputRow",
     "RunRow",
+    "SchemaRow",
+    "SourceUseRow",
     "Store",
     "StoreWriter",
     "TaskRow",

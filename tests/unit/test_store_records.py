@@ -32,6 +32,11 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_REQUEST": records.RequestStatusRow,
     "SELECT_ASSETS": records.AssetRow,
     "SELECT_ASSET": records.AssetRow,
+    "SELECT_ASSETS_MATCHING": records.AssetRow,
+    "SELECT_FRESH_ASSETS": records.AssetRow,
+    "SELECT_ASSET_SCHEMAS": records.SchemaRow,
+    "SELECT_ASSET_EVENTS_AFTER": records.AssetEventRow,
+    "SELECT_SOURCE_USES": records.SourceUseRow,
     "SELECT_ASSET_EVENTS": records.AssetEventRow,
     "select_asset_events_by_seq": records.AssetEventRow,
     "SELECT_RUN_OUTPUTS": records.AssetEventRow,
@@ -39,7 +44,7 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_WAITING_ASSET_EVENTS": records.AssetEventRow,
 }
 # ... or the one column the store reads itself
-ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
+ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_MAX_ASSET_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
 
 
 def _sql(name: str) -> str:
