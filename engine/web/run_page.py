@@ -40,6 +40,7 @@ async def run_page(request: web.Request) -> web.Response:
     states = {t: run.tasks[t].state.value for t in order}
     notes = {t: _node_note(run.tasks[t]) for t in order}
     operations = getattr(engine, "operations", None)
+    read_lineage = getattr(engine, "run_lineage", None)
     return page_response(
         request,
         "run.html",
@@ -66,6 +67,7 @@ async def run_page(request: web.Request) -> web.Response:
         ],
         source_prefix=source_prefix(run.key),
         operations=None if operations is None else await operations(run_id=run.run_id, limit=50),
+        data=None if read_lineage is None else await read_lineage(run.run_id),
     )
 
 
