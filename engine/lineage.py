@@ -311,10 +311,16 @@ class Lineage:
             down = [asset_node(u) for u in uses.dag_outlets(dag_id)]
         else:
             raise ValueError("a lineage hop needs a uri, a dag_id, or a dag_id and a task_id")
+        more_up, more_down = max(len(up) - HOP_LIMIT, 0), max(len(down) - HOP_LIMIT, 0)
+        up, down = up[:HOP_LIMIT], down[:HOP_LIMIT]
+        shown = [n for n in (*up, *down) if n["kind"] == "asset"]
+        names = await self._store.asset_names([n["uri"] for n in shown]) if shown else {}
+        for n in shown:
+            n["label"] = names.get(n["uri"], n["label"])
         return {
             "node": node,
-            "upstream": up[:HOP_LIMIT],
-            "downstream": down[:HOP_LIMIT],
-            "more_upstream": max(len(up) - HOP_LIMIT, 0),
-            "more_downstream": max(len(down) - HOP_LIMIT, 0),
+            "upstream": up,
+            "downstream": down,
+            "more_upstream": more_up,
+            "more_downstream": more_down,
         }

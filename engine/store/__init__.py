@@ -3,6 +3,7 @@
 from .lock import OwnerLock, is_owned
 from .records import (
     AssetEventRow,
+    AssetNameRow,
     AssetRow,
     DagRow,
     EventRow,
@@ -23,6 +24,7 @@ from .writer import StoreWriter
 
 __all__ = [
     "AssetEventRow",
+    "AssetNameRow",
     "AssetRow",
     "DagRow",
     "Durability",

@@ -210,6 +210,7 @@ INSERT INTO run_inputs (run_id, uri, kind, task_id, event_id, ts) VALUES (?, ?, 
 ON CONFLICT DO NOTHING
 """
 
+ASSET_NAME_COLUMNS = ", ".join(records.AssetNameRow._fields)
 SCHEMA_COLUMNS = ", ".join(records.SchemaRow._fields)
 SOURCE_USE_COLUMNS = ", ".join(records.SourceUseRow._fields)
 
@@ -271,6 +272,12 @@ SELECT_RUN_OUTPUTS = f"SELECT {ASSET_EVENT_COLUMNS} FROM asset_events WHERE run_
 SELECT_RUN_INPUTS = (
     f"SELECT {RUN_INPUT_COLUMNS} FROM run_inputs WHERE run_id = ? ORDER BY kind, uri, event_id"
 )
+
+
+def select_asset_names(count: int) -> str:
+    """Names of assets by URI; parameters: ``count`` URIs."""
+    marks = ", ".join("?" * count)
+    return f"SELECT {ASSET_NAME_COLUMNS} FROM assets WHERE uri IN ({marks})"
 
 
 def select_asset_events_by_seq(count: int) -> str:

@@ -146,6 +146,13 @@ class AssetRow(NamedTuple):
     last_seq: int | None
 
 
+class AssetNameRow(NamedTuple):
+    """An asset's declared name (None: it has none)."""
+
+    uri: str
+    name: str | None
+
+
 class SchemaRow(NamedTuple):
     """An asset event that reported a schema (serialized)."""
 

@@ -22,6 +22,7 @@ from . import queries as q
 from .lock import OwnerLock
 from .records import (
     AssetEventRow,
+    AssetNameRow,
     AssetRow,
     DagRow,
     EventRow,
@@ -353,6 +354,18 @@ class Store:
                 AssetRow._make, q.SELECT_ASSETS_MATCHING, (after, matching, matching, limit)
             )
         return await self._records(AssetRow._make, q.SELECT_ASSETS, (after, limit))
+
+    async def asset_names(self, uris: Sequence[str]) -> dict[str, str]:
+        """The declared names of these assets (those that have one)."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(uris))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            sql = q.select_asset_names(len(chunk))
+            for row in await self._records(AssetNameRow._make, sql, chunk):
+                if row.name:
+                    found[row.uri] = row.name
+        return found
 
     async def fresh_assets(self) -> list[AssetRow]:
         """The assets declared with a ``fresh_within``, by URI."""

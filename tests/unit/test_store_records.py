@@ -33,6 +33,7 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_ASSETS": records.AssetRow,
     "SELECT_ASSET": records.AssetRow,
     "SELECT_ASSETS_MATCHING": records.AssetRow,
+    "select_asset_names": records.AssetNameRow,
     "SELECT_FRESH_ASSETS": records.AssetRow,
     "SELECT_ASSET_SCHEMAS": records.SchemaRow,
     "SELECT_ASSET_EVENTS_AFTER": records.AssetEventRow,
@@ -52,7 +53,7 @@ def _sql(name: str) -> str:
     if name == "select_runs":
         sql: str = found("d", "s", since=True, until=True, trigger=True, key_prefix=True)
         return sql
-    if name in ("select_existing_keys", "select_asset_events_by_seq"):
+    if name in ("select_existing_keys", "select_asset_events_by_seq", "select_asset_names"):
         sql = found(3)
         return sql
     assert isinstance(found, str)
