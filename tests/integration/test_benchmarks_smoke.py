@@ -59,3 +59,12 @@ def test_a_uvloop_implementation_refuses_another_loop(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="on uvloop"):  # "podium": asyncio's default loop
         on_loop_of("podium", measure_once("podium-uvloop", wl, tmp_path / "state.db"))
     assert not (tmp_path / "state.db").exists()
+
+
+async def test_catalog_benchmark_serves_every_page_at_a_small_size(tmp_path: Path) -> None:
+    from benchmarks.catalog import measure
+
+    result = await measure(300, 3000, 1, tmp_path)
+    assert result["assets"] == 300 and result["asset_events"] == 3000
+    assert len(result["pages"]) == 7
+    assert all(page["bytes"] > 0 for page in result["pages"].values())
