@@ -1,4 +1,5 @@
-"""Alerts: a task failed, is being retried, got slow, missed its SLA, or a DAG recovered.
+"""Alerts: a task failed, is being retried, got slow, missed its SLA, or a DAG recovered; an asset
+missed its freshness or its schema changed.
 
 ``Alerting`` is an engine ``Observer``: on each recorded change it decides, synchronously and
 cheaply, whether an alert is due and queues it. ``await alerting.run()`` (in the engine's task group)
@@ -10,7 +11,9 @@ does the rest in the background:
   for good is logged and changes nothing else;
 - a watch that, every ``check_interval`` seconds of the engine's clock, compares running tries with
   their baselines (``engine.slowness``) and raises one ``slowdown`` alert per slow try *while it
-  runs*, and checks SLA deadlines.
+  runs*, and checks SLA deadlines, and follows the committed asset events
+  (``engine.asset_alerts``): one ``freshness_miss`` per asset not written within its
+  ``fresh_within``, one ``schema_change`` per event whose schema differs from the previous one.
 
 Baselines start from the state file (recent successful tries of each DAG's tasks) and then follow
 the successes this engine observes.
@@ -34,6 +37,8 @@ from urllib.parse import quote, urlsplit
 import anyio
 import anyio.abc
 
+from .asset_alerts import AssetWatch, FreshnessMissed, SchemaChanged
+from .assets import describe_schema_changes
 from .backoff import Backoff
 from .durations import format_duration
 from .errors import PodiumError, describe_exception
@@ -59,9 +64,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("podium.alerts")
 
-AlertKind = Literal["failure", "retry", "slowdown", "sla_miss", "recovery"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("failure", "retry", "slowdown", "sla_miss", "recovery")
-DEFAULT_ON: tuple[AlertKind, ...] = ("failure", "slowdown", "sla_miss", "recovery")
+AlertKind = Literal[
+    "failure", "retry", "slowdown", "sla_miss", "recovery", "freshness_miss", "schema_change"
+]
+ALERT_KINDS: tuple[AlertKind, ...] = (
+    "failure", "retry", "slowdown", "sla_miss", "recovery", "freshness_miss", "schema_change",
+)  # fmt: skip
+DEFAULT_ON: tuple[AlertKind, ...] = (
+    "failure", "slowdown", "sla_miss", "recovery", "freshness_miss", "schema_change",
+)  # fmt: skip
 
 DEFAULT_SLOWNESS = SlownessPolicy()
 
@@ -81,7 +92,8 @@ class PermanentDeliveryError(DeliveryError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Alert:
     """Something an operator should hear about. ``task_id`` / ``try_number`` are None for alerts
-    about a whole run (a run failed before any task did, a DAG SLA, a recovery)."""
+    about a whole run (a run failed before any task did, a DAG SLA, a recovery). Asset alerts name
+    the ``asset`` (its URI); their run and DAG are those of the asset's last event ("" if none)."""
 
     kind: AlertKind
     dag_id: str
@@ -93,6 +105,7 @@ class Alert:
     url: str | None = None
     at: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    asset: str | None = None
 
     @property
     def title(self) -> str:
@@ -111,6 +124,8 @@ _TITLES: dict[AlertKind, str] = {
     "slowdown": "Task running slow",
     "sla_miss": "SLA missed",
     "recovery": "DAG recovered",
+    "freshness_miss": "Asset not fresh",
+    "schema_change": "Asset schema changed",
 }
 _EMOJI: dict[AlertKind, str] = {
     "failure": ":red_circle:",
@@ -118,6 +133,8 @@ _EMOJI: dict[AlertKind, str] = {
     "slowdown": ":hourglass_flowing_sand:",
     "sla_miss": ":alarm_clock:",
     "recovery": ":large_green_circle:",
+    "freshness_miss": ":snail:",
+    "schema_change": ":triangular_ruler:",
 }
 
 
@@ -155,7 +172,11 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     """An incoming-webhook message: ``text`` (also the notification) plus the same as blocks."""
     e = _slack_escape
     head = f"{_EMOJI[alert.kind]} *{alert.title}*"
-    facts = [f"*DAG* `{e(alert.dag_id)}`", f"*Run* `{e(alert.run_id)}`"]
+    facts = [f"*Asset* `{e(alert.asset)}`"] if alert.asset is not None else []
+    if alert.dag_id:
+        facts.append(f"*DAG* `{e(alert.dag_id)}`")
+    if alert.run_id:
+        facts.append(f"*Run* `{e(alert.run_id)}`")
     if alert.task_id is not None:
         facts.append(f"*Task* `{e(alert.task_id)}`")
     if alert.try_number is not None:
@@ -163,7 +184,9 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     lines = [head, " · ".join(facts), e(alert.message)]
     if alert.error_last_line:
         lines.append(f"```{e(alert.error_last_line)}```")
-    if alert.url:
+    if alert.url and alert.asset is not None:
+        lines.append(f"<{alert.url}|Open asset {e(alert.asset)}>")
+    elif alert.url:
         lines.append(f"<{alert.url}|Open run {e(alert.run_id)}>")
     text = "\n".join(lines)
     return {
@@ -359,6 +382,9 @@ class Alerting:
         """The latest alerts raised (for the web UI / API)."""
         self.checked_at: float | None = None
         """Engine-clock time of the last slowness / SLA check."""
+        self.assets_checked_at: float | None = None
+        """Engine-clock time of the last freshness / schema check."""
+        self._assets = AssetWatch(engine)
         self._runs: dict[str, ActiveRun] = {}  # unfinished runs seen
         self._running: dict[tuple[str, str], RunningTry] = {}
         self._slow: dict[tuple[str, str], Slowdown] = {}  # running tries flagged slow
@@ -630,7 +656,83 @@ class Alerting:
                 self.check(now)
             except Exception:  # a bug here must not take the engine down
                 log.exception("alerting: slowness / SLA check failed")
+            try:
+                await self.check_assets(now)
+            except PodiumError as exc:  # the store is failing: the next round tries again
+                log.warning("alerting: could not check assets: %s", exc)
+            except Exception:
+                log.exception("alerting: asset check failed")
             await clock.sleep_until(now + self.check_interval)
+
+    async def check_assets(self, now: float) -> None:
+        """Alert on asset freshness misses and schema changes as of ``now`` (each once)."""
+        for finding in await self._assets.check(now):
+            if isinstance(finding, SchemaChanged):
+                self._schema_alert(finding, now)
+            else:
+                self._freshness_alert(finding, now)
+        self.assets_checked_at = now
+
+    def asset_url(self, uri: str) -> str | None:
+        return f"{self.base_url}/assets/{quote(uri, safe='')}" if self.base_url else None
+
+    def _schema_alert(self, found: SchemaChanged, now: float) -> None:
+        ev = found.event
+        what = describe_schema_changes(found.changes)
+        message = (
+            f"Asset {ev.uri} changed its schema in the event of {ev.dag_id}.{ev.task_id} "
+            f"(run {ev.run_id}): {what}"
+        )
+        log.warning("schema change: %s", message)
+        if "schema_change" not in self.on:
+            return
+        self.emit(
+            Alert(
+                kind="schema_change",
+                dag_id=ev.dag_id or "",
+                run_id=ev.run_id or "",
+                task_id=ev.task_id,
+                try_number=ev.try_number,
+                message=message,
+                url=self.asset_url(ev.uri),
+                at=now,
+                details={**found.changes, "seq": ev.seq},
+                asset=ev.uri,
+            )
+        )
+
+    def _freshness_alert(self, found: FreshnessMissed, now: float) -> None:
+        last = found.last
+        since = (
+            f"its last event ({last.dag_id}.{last.task_id}, run {last.run_id})"
+            if last is not None
+            else "it was declared, with no event yet"
+        )
+        message = (
+            f"Asset {found.uri} is not fresh: no new event within "
+            f"{format_duration(found.fresh_within, compact=True)} of {since}; overdue "
+            f"{format_duration(found.overdue, compact=True)}"
+        )
+        log.warning("freshness missed: %s", message)
+        if "freshness_miss" not in self.on:
+            return
+        self.emit(
+            Alert(
+                kind="freshness_miss",
+                dag_id=(last.dag_id or "") if last is not None else "",
+                run_id=(last.run_id or "") if last is not None else "",
+                message=message,
+                url=self.asset_url(found.uri),
+                at=now,
+                details={
+                    "fresh_within": found.fresh_within,
+                    "deadline": found.deadline,
+                    "overdue": found.overdue,
+                    "last_event_seq": last.seq if last is not None else None,
+                },
+                asset=found.uri,
+            )
+        )
 
     # -- checks (synchronous; ``run`` calls them every ``check_interval``) -----------------------------
 

@@ -39,11 +39,15 @@ class _Combinable:
 @dataclass(frozen=True, eq=False)
 class Asset(_Combinable):
     """A piece of data, known by its URI. ``name`` (default: the URI) and ``metadata`` (owner,
-    description, ...) are for people and the catalog. Two assets with the same URI are equal."""
+    description, ...) are for people and the catalog. ``fresh_within``: seconds after its last
+    event (or, before any, after it was first declared) within which a new event is expected;
+    the catalog shows it as stale past that, and alerting raises one ``freshness_miss`` per miss.
+    Two assets with the same URI are equal."""
 
     uri: str
     name: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    fresh_within: float | None = None
 
     def __post_init__(self) -> None:
         check_uri(self.uri)
@@ -51,6 +55,13 @@ class Asset(_Combinable):
             raise DAGError(f"asset {self.uri!r}: name must be a string, got {self.name!r}")
         if not isinstance(self.metadata, Mapping):
             raise DAGError(f"asset {self.uri!r}: metadata must be a mapping")
+        fresh = self.fresh_within
+        if fresh is not None and (
+            isinstance(fresh, bool) or not isinstance(fresh, (int, float)) or not fresh > 0
+        ):
+            raise DAGError(
+                f"asset {self.uri!r}: fresh_within must be a number of seconds > 0, got {fresh!r}"
+            )
 
     @property
     def label(self) -> str:
@@ -254,6 +265,78 @@ class AssetEvent:
         }
 
 
+def _columns(schema: Sequence[Any] | None) -> dict[str, Any]:
+    """A reported schema as ``{column name: its description}``: a column is a string (its name)
+    or a mapping with a ``name`` (the rest, e.g. ``type``, describes it)."""
+    out: dict[str, Any] = {}
+    for n, col in enumerate(schema or ()):
+        if isinstance(col, Mapping):
+            name = str(col.get("name", f"#{n}"))
+            out[name] = {k: v for k, v in col.items() if k != "name"}
+        else:
+            out[str(col)] = None
+    return out
+
+
+def schema_changes(
+    previous: Sequence[Any] | None, current: Sequence[Any] | None
+) -> dict[str, Any] | None:
+    """What changed between two reported schemas: ``{"added": [names], "removed": [names],
+    "changed": [{"name", "from", "to"}]}``, or None when either is missing or nothing changed."""
+    if previous is None or current is None:
+        return None
+    before, after = _columns(previous), _columns(current)
+    added = [c for c in after if c not in before]
+    removed = [c for c in before if c not in after]
+    changed = [
+        {"name": c, "from": before[c], "to": after[c]}
+        for c in after
+        if c in before and before[c] != after[c]
+    ]
+    if not (added or removed or changed):
+        return None
+    return {"added": added, "removed": removed, "changed": changed}
+
+
+def describe_schema_changes(changes: Mapping[str, Any]) -> str:
+    """``added: region; removed: zip; changed: amount (int -> float)`` for people."""
+    parts = []
+    if changes.get("added"):
+        parts.append("added: " + ", ".join(changes["added"]))
+    if changes.get("removed"):
+        parts.append("removed: " + ", ".join(changes["removed"]))
+    if changes.get("changed"):
+        texts = []
+        for c in changes["changed"]:
+            old, new = (_type_text(c["from"]), _type_text(c["to"]))
+            texts.append(f"{c['name']} ({old} -> {new})")
+        parts.append("changed: " + ", ".join(texts))
+    return "; ".join(parts)
+
+
+def _type_text(description: Any) -> str:
+    if isinstance(description, Mapping) and set(description) == {"type"}:
+        return str(description["type"])
+    return "?" if description is None else str(description)
+
+
+def freshness(
+    fresh_within: float | None, last_ts: float | None, since: float, now: float
+) -> dict[str, Any] | None:
+    """Where an asset stands against ``fresh_within`` (None when it has none): ``fresh``, the
+    ``deadline`` (its last event's time, or ``since`` before any, plus ``fresh_within``) and
+    ``overdue`` seconds past it."""
+    if fresh_within is None:
+        return None
+    deadline = (last_ts if last_ts is not None else since) + fresh_within
+    return {
+        "fresh_within": fresh_within,
+        "fresh": now <= deadline,
+        "deadline": deadline,
+        "overdue": max(now - deadline, 0.0),
+    }
+
+
 def task_outputs(
     outlets: Sequence[Asset],
     reported: Sequence[ReportedAssetEvent],
@@ -298,9 +381,12 @@ __all__ = [
     "as_condition",
     "assets_of",
     "describe",
+    "describe_schema_changes",
     "evaluate",
     "explain",
+    "freshness",
     "missing",
+    "schema_changes",
     "spec",
     "task_outputs",
     "uris_of",

@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from . import serialization
+from . import cli_catalog, serialization
 from .dag import DAG
 from .durations import format_duration
 from .engine import Engine, check_pools
@@ -207,6 +207,8 @@ def _parser() -> argparse.ArgumentParser:
         "--follow", "-f", action="store_true", help="keep printing until the run ends"
     )
     logs.set_defaults(handler=cmd_logs)
+
+    cli_catalog.add_parsers(sub, _db_arg)
 
     dags = sub.add_parser("dags", help="the DAGs an engine registered in FILE")
     _db_arg(dags)

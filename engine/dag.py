@@ -543,6 +543,7 @@ class DAG:
             ],
             "triggers": [repr(t) for t in self.triggers],
             "timers": _timer_specs(self.triggers),
+            "trigger_assets": _trigger_assets(self.triggers),
         }
 
 
@@ -560,6 +561,14 @@ def _check_triggers(dag_id: str, triggers: Iterable[Any]) -> list[Trigger]:
             f"DAG {dag_id!r}: one OnAssets trigger per DAG; combine the conditions with | instead"
         )
     return checked
+
+
+def _trigger_assets(triggers: Iterable[Trigger]) -> list[str]:
+    """The URIs an ``OnAssets`` trigger names, so tools without the DAG's code (the CLI's
+    catalog) know what the DAG consumes."""
+    from sensors.assets import OnAssets
+
+    return [uri for t in triggers if isinstance(t, OnAssets) for uri in t.uris]
 
 
 def _timer_specs(triggers: Iterable[Trigger]) -> list[dict[str, Any]]:

@@ -230,7 +230,9 @@ class Engine:
             clock=self.clock,
         )
         self._recorder.asset_routing = self._assets
-        self._lineage = Lineage(store=self._store, dags=MappingProxyType(self._dags))
+        self._lineage = Lineage(
+            store=self._store, dags=MappingProxyType(self._dags), now=self.clock.now
+        )
         self._ops = Operations(
             book=self._book,
             driver=self._driver,
@@ -612,10 +614,24 @@ class Engine:
 
     # -- assets and lineage (issue 12; ``lineage.Lineage``, ``asset_triggers.AssetTriggers``) -------
 
-    async def assets(self, *, after: str = "", limit: int = 100) -> list[dict[str, Any]]:
-        """Known assets by URI (paged by key: those after ``after``), each with its latest event,
-        producers, consumers and the DAGs it triggers."""
-        return await self._lineage.assets(after=after, limit=limit)
+    async def assets(
+        self, *, after: str = "", limit: int = 100, matching: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Known assets by URI (paged by key: those after ``after``; ``matching``: whose URI or
+        name contains it), each with its latest event, producers, consumers, the DAGs it
+        triggers, freshness, and its latest schema with the changes since the one before."""
+        return await self._lineage.assets(after=after, limit=limit, matching=matching)
+
+    async def asset(self, uri: str) -> dict[str, Any] | None:
+        """One asset as ``assets`` lists it (plus the DAGs it started as a source), or None."""
+        return await self._lineage.asset(uri)
+
+    async def lineage(
+        self, *, uri: str | None = None, dag_id: str | None = None, task_id: str | None = None
+    ) -> dict[str, Any]:
+        """One node of the lineage graph (an asset, a task, or an asset-triggered DAG) and its
+        neighbours one hop each way (``lineage.Lineage.hop``)."""
+        return await self._lineage.hop(uri=uri, dag_id=dag_id, task_id=task_id)
 
     async def asset_events(
         self, uri: str, *, limit: int = 100, before: int | None = None

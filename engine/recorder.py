@@ -142,10 +142,10 @@ class Recorder:
                     observer.asset_events_recorded(run, rec, events)
 
     def declare_assets(self, assets: Sequence[Asset], now: float) -> None:
-        """Register declared assets (name, metadata) in the catalog."""
+        """Register declared assets (name, metadata, freshness) in the catalog."""
         for a in assets:
             metadata = serialization.dumps_for_display(dict(a.metadata)) if a.metadata else None
-            self._writer.execute(q.UPSERT_ASSET, (a.uri, a.name, metadata, now))
+            self._writer.execute(q.DECLARE_ASSET, (a.uri, a.name, metadata, now, a.fresh_within))
 
     def checkpoint(self, run_id: str, task_id: str, data: bytes) -> None:
         self._writer.save_checkpoint(run_id, task_id, data)

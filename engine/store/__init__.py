@@ -3,6 +3,7 @@
 from .lock import OwnerLock, is_owned
 from .records import (
     AssetEventRow,
+    AssetNameRow,
     AssetRow,
     DagRow,
     EventRow,
@@ -14,6 +15,8 @@ from .records import (
     RunInputRow,
     RunnerProcessRow,
     RunRow,
+    SchemaRow,
+    SourceUseRow,
     TaskRow,
     TryRow,
 )
@@ -22,6 +25,7 @@ from .writer import StoreWriter
 
 __all__ = [
     "AssetEventRow",
+    "AssetNameRow",
     "AssetRow",
     "DagRow",
     "Durability",
@@ -35,6 +39,8 @@ __all__ = [
     "RunInputRow",
     "RunRow",
     "RunnerProcessRow",
+    "SchemaRow",
+    "SourceUseRow",
     "Store",
     "StoreWriter",
     "TaskRow",

@@ -191,6 +191,14 @@ ON CONFLICT (uri) DO UPDATE SET
     name = COALESCE(excluded.name, assets.name),
     metadata = COALESCE(excluded.metadata, assets.metadata)
 """
+# A declaration (at the engine's start) sets the freshness it declares, or clears it.
+DECLARE_ASSET = """
+INSERT INTO assets (uri, name, metadata, first_seen, fresh_within) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (uri) DO UPDATE SET
+    name = COALESCE(excluded.name, assets.name),
+    metadata = COALESCE(excluded.metadata, assets.metadata),
+    fresh_within = excluded.fresh_within
+"""
 
 INSERT_ASSET_EVENT = """
 INSERT INTO asset_events (event_id, uri, ts, run_id, dag_id, task_id, try_number, metadata, schema)
@@ -203,18 +211,57 @@ INSERT INTO run_inputs (run_id, uri, kind, task_id, event_id, ts) VALUES (?, ?, 
 ON CONFLICT DO NOTHING
 """
 
+ASSET_NAME_COLUMNS = ", ".join(records.AssetNameRow._fields)
+SCHEMA_COLUMNS = ", ".join(records.SchemaRow._fields)
+SOURCE_USE_COLUMNS = ", ".join(records.SourceUseRow._fields)
+
 SELECT_ASSETS = f"""
 SELECT {ASSET_COLUMNS} FROM (
-    SELECT a.uri, a.name, a.metadata, a.first_seen,
+    SELECT a.uri, a.name, a.metadata, a.first_seen, a.fresh_within,
            (SELECT MAX(e.seq) FROM asset_events e WHERE e.uri = a.uri) AS last_seq
     FROM assets a WHERE a.uri > ? ORDER BY a.uri LIMIT ?
 )
 """
+# The same page, only the URIs containing a text (the catalog's filter): still by key.
+SELECT_ASSETS_MATCHING = f"""
+SELECT {ASSET_COLUMNS} FROM (
+    SELECT a.uri, a.name, a.metadata, a.first_seen, a.fresh_within,
+           (SELECT MAX(e.seq) FROM asset_events e WHERE e.uri = a.uri) AS last_seq
+    FROM assets a WHERE a.uri > ? AND (instr(a.uri, ?) > 0 OR instr(COALESCE(a.name, ''), ?) > 0)
+    ORDER BY a.uri LIMIT ?
+)
+"""
 SELECT_ASSET = f"""
 SELECT {ASSET_COLUMNS} FROM (
-    SELECT a.uri, a.name, a.metadata, a.first_seen,
+    SELECT a.uri, a.name, a.metadata, a.first_seen, a.fresh_within,
            (SELECT MAX(e.seq) FROM asset_events e WHERE e.uri = a.uri) AS last_seq
     FROM assets a WHERE a.uri = ?
+)
+"""
+SELECT_FRESH_ASSETS = f"""
+SELECT {ASSET_COLUMNS} FROM (
+    SELECT a.uri, a.name, a.metadata, a.first_seen, a.fresh_within,
+           (SELECT MAX(e.seq) FROM asset_events e WHERE e.uri = a.uri) AS last_seq
+    FROM assets a WHERE a.fresh_within IS NOT NULL ORDER BY a.uri
+)
+"""
+# The latest reported schemas of an asset (at or below a seq), newest first: what it is now and
+# what it was before.
+SELECT_ASSET_SCHEMAS = f"""
+SELECT {SCHEMA_COLUMNS} FROM asset_events
+WHERE uri = ? AND seq <= ? AND schema IS NOT NULL ORDER BY seq DESC LIMIT ?
+"""
+# Asset events committed after a seq, oldest first (the alerting watch follows them).
+SELECT_ASSET_EVENTS_AFTER = f"""
+SELECT {ASSET_EVENT_COLUMNS} FROM asset_events WHERE seq > ? ORDER BY seq LIMIT ?
+"""
+SELECT_MAX_ASSET_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM asset_events"
+# The DAGs whose runs a source started (``run_inputs`` of kind ``source``).
+SELECT_SOURCE_USES = f"""
+SELECT {SOURCE_USE_COLUMNS} FROM (
+    SELECT r.dag_id AS dag_id, COUNT(*) AS runs
+    FROM run_inputs i JOIN runs r ON r.run_id = i.run_id
+    WHERE i.uri = ? AND i.kind = 'source' GROUP BY r.dag_id ORDER BY r.dag_id LIMIT ?
 )
 """
 
@@ -226,6 +273,12 @@ SELECT_RUN_OUTPUTS = f"SELECT {ASSET_EVENT_COLUMNS} FROM asset_events WHERE run_
 SELECT_RUN_INPUTS = (
     f"SELECT {RUN_INPUT_COLUMNS} FROM run_inputs WHERE run_id = ? ORDER BY kind, uri, event_id"
 )
+
+
+def select_asset_names(count: int) -> str:
+    """Names of assets by URI; parameters: ``count`` URIs."""
+    marks = ", ".join("?" * count)
+    return f"SELECT {ASSET_NAME_COLUMNS} FROM assets WHERE uri IN ({marks})"
 
 
 def select_asset_events_by_seq(count: int) -> str:

@@ -136,13 +136,36 @@ class KeyRow(NamedTuple):
 
 class AssetRow(NamedTuple):
     """A row of ``assets`` with its latest event's seq (None before any). ``metadata`` is
-    serialized (the declared one)."""
+    serialized (the declared one); ``fresh_within`` is the declared freshness in seconds."""
 
     uri: str
     name: str | None
     metadata: bytes | None
     first_seen: float
+    fresh_within: float | None
     last_seq: int | None
+
+
+class AssetNameRow(NamedTuple):
+    """An asset's declared name (None: it has none)."""
+
+    uri: str
+    name: str | None
+
+
+class SchemaRow(NamedTuple):
+    """An asset event that reported a schema (serialized)."""
+
+    uri: str
+    seq: int
+    schema: bytes
+
+
+class SourceUseRow(NamedTuple):
+    """A DAG whose runs a source (Kafka topic, S3 prefix) started, and how many of them."""
+
+    dag_id: str
+    runs: int
 
 
 class AssetEventRow(NamedTuple):

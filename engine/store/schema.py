@@ -164,6 +164,12 @@ MIGRATIONS: list[str] = [
         started_at   REAL NOT NULL
     );
     """,
+    # 5 -> 6: the catalog (issue 12): an asset's declared freshness, and the runs a source started
+    # found by the source's URI (lineage from a Kafka topic or S3 prefix to its DAGs)
+    """
+    ALTER TABLE assets ADD COLUMN fresh_within REAL;
+    CREATE INDEX run_inputs_by_uri ON run_inputs (uri, kind);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

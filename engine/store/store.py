@@ -22,6 +22,7 @@ from . import queries as q
 from .lock import OwnerLock
 from .records import (
     AssetEventRow,
+    AssetNameRow,
     AssetRow,
     DagRow,
     EventRow,
@@ -33,6 +34,8 @@ from .records import (
     RunInputRow,
     RunnerProcessRow,
     RunRow,
+    SchemaRow,
+    SourceUseRow,
     TaskRow,
     TryRow,
 )
@@ -342,9 +345,57 @@ class Store:
 
     # -- assets -------------------------------------------------------------------------------------
 
-    async def assets(self, *, after: str = "", limit: int = 100) -> list[AssetRow]:
-        """Known assets by URI (paged by key: those after ``after``), each with its latest seq."""
+    async def assets(
+        self, *, after: str = "", limit: int = 100, matching: str | None = None
+    ) -> list[AssetRow]:
+        """Known assets by URI (paged by key: those after ``after``), each with its latest seq;
+        ``matching``: only those whose URI or name contains this text."""
+        if matching:
+            return await self._records(
+                AssetRow._make, q.SELECT_ASSETS_MATCHING, (after, matching, matching, limit)
+            )
         return await self._records(AssetRow._make, q.SELECT_ASSETS, (after, limit))
+
+    async def asset_names(self, uris: Sequence[str]) -> dict[str, str]:
+        """The declared names of these assets (those that have one)."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(uris))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            sql = q.select_asset_names(len(chunk))
+            for row in await self._records(AssetNameRow._make, sql, chunk):
+                if row.name:
+                    found[row.uri] = row.name
+        return found
+
+    async def fresh_assets(self) -> list[AssetRow]:
+        """The assets declared with a ``fresh_within``, by URI."""
+        return await self._records(AssetRow._make, q.SELECT_FRESH_ASSETS)
+
+    async def asset_schemas(
+        self, uris_and_seqs: Sequence[tuple[str, int]], count: int = 2
+    ) -> dict[str, list[SchemaRow]]:
+        """Per URI, its latest ``count`` reported schemas at or below the seq, newest first (one
+        read transaction, one indexed lookup per asset)."""
+        found = await self._read_snapshot(
+            [(q.SELECT_ASSET_SCHEMAS, (uri, seq, count)) for uri, seq in uris_and_seqs]
+        )
+        return {
+            uri: [SchemaRow._make(r) for r in rows]
+            for (uri, _), rows in zip(uris_and_seqs, found, strict=True)
+        }
+
+    async def asset_events_after(self, seq: int, *, limit: int = 500) -> list[AssetEventRow]:
+        """Asset events committed after ``seq``, oldest first."""
+        return await self._records(AssetEventRow._make, q.SELECT_ASSET_EVENTS_AFTER, (seq, limit))
+
+    async def max_asset_seq(self) -> int:
+        row = await self._fetchone(q.SELECT_MAX_ASSET_SEQ)
+        return int(row[0])
+
+    async def source_uses(self, uri: str, *, limit: int = 100) -> list[SourceUseRow]:
+        """The DAGs whose runs the source ``uri`` started, with how many runs."""
+        return await self._records(SourceUseRow._make, q.SELECT_SOURCE_USES, (uri, limit))
 
     async def asset(self, uri: str) -> AssetRow | None:
         return await self._record(AssetRow._make, q.SELECT_ASSET, (uri,))

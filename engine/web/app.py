@@ -19,7 +19,7 @@ from ..errors import (
     RunNotFoundError,
     StoreError,
 )
-from . import api, login, pages
+from . import api, catalog, login, pages
 from .auth import Access, bearer_matches
 from .common import STATE, ApiError, WebState, signed_in, state_of
 from .render import page_response
@@ -72,6 +72,7 @@ def make_app(
     )
     api.add_routes(app, base)
     pages.add_routes(app, base)
+    catalog.add_routes(app, base)
     login.add_routes(app, base)
     app.router.add_get(f"{base}/static/{{name}}", _static)
     return app

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from sensors.assets import OnAssets
+
 from ..dag import DAG
 from ..states import RunState
 from . import run_page
@@ -151,9 +153,11 @@ async def dag_page(request: web.Request) -> web.Response:
     flt = RunFilter.from_query({**request.query, "dag": dag_id})
     offset = parse_int(request.query, "offset", 0, 0, 10**9)
     found, more, limited = await list_runs(engine, flt, limit=PAGE_SIZE, offset=offset)
+    condition = await engine.asset_condition(dag_id) if _on_assets(dag) else None
     return page_response(
         request,
         "dag.html",
+        condition=condition,
         title=dag_id,
         now=now,
         info=info,
@@ -169,6 +173,10 @@ async def dag_page(request: web.Request) -> web.Response:
             dag_url(base, dag_id), flt, offset, len(found), more, limited, dag_in_path=True
         ),
     )
+
+
+def _on_assets(dag: DAG) -> bool:
+    return any(isinstance(t, OnAssets) for t in dag.triggers)
 
 
 # -- events -----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from ..durations import format_duration
 from .common import signed_in, state_of
 from .fanout import mix_text
 from .format import last_line, preview, relative_text, to_json, utc_text, zone_text
-from .status import dag_url, run_url
+from .status import asset_url, dag_url, run_url
 
 
 def api_url(base: str, *parts: str) -> str:
@@ -76,7 +76,14 @@ def environment() -> jinja2.Environment:
         relative=relative_text,
         utc=utc_text,
     )
-    env.globals.update(api_url=api_url, dag_url=dag_url, href=href, moment=moment, run_url=run_url)
+    env.globals.update(
+        api_url=api_url,
+        asset_url=asset_url,
+        dag_url=dag_url,
+        href=href,
+        moment=moment,
+        run_url=run_url,
+    )
     return env
 
 

@@ -55,6 +55,7 @@ async def run_page(request: web.Request) -> web.Response:
                 run, mapped[t], dag, engine, limits, now, base, state=None, offset=0
             )
         panels.append(panel)
+    read_lineage = getattr(engine, "run_lineage", None)
     return page_response(
         request,
         "run.html",
@@ -76,6 +77,7 @@ async def run_page(request: web.Request) -> web.Response:
         panels=panels,
         source_prefix=source_prefix(run.key),
         operations=None if operations is None else await operations(run_id=run.run_id, limit=50),
+        data=None if read_lineage is None else await read_lineage(run.run_id),
     )
 
 

@@ -34,6 +34,11 @@ def dag_url(base: str, dag_id: str) -> str:
     return f"{base}/dags/{quote(dag_id, safe='')}"
 
 
+def asset_url(base: str, uri: str) -> str:
+    """The asset page: the URI is one path segment (``s3%3A%2F%2Flanding%2Fcrm%2F``)."""
+    return f"{base}/assets/{quote(uri, safe='')}"
+
+
 def task_order(run: Run, dag: DAG | None) -> list[str]:
     """The run's tasks in the DAG's topological order, a mapped task's instances right after it
     by index (stored order for DAGs no longer served)."""

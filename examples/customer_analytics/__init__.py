@@ -1,5 +1,6 @@
-"""The customer-analytics demo pipeline; the DAG is ``pipeline.customer_analytics``."""
+"""The customer-analytics demo pipeline; the DAGs are ``pipeline.customer_analytics`` and the
+asset-triggered ``pipeline.top_customers``."""
 
-from .pipeline import POOLS, customer_analytics
+from .pipeline import POOLS, customer_analytics, top_customers
 
-__all__ = ["POOLS", "customer_analytics"]
+__all__ = ["POOLS", "customer_analytics", "top_customers"]

@@ -1,4 +1,5 @@
-"""``python -m examples.customer_analytics`` (``make demo``): run the pipeline once, print a summary.
+"""``python -m examples.customer_analytics`` (``make demo``): run the pipeline once, print a summary,
+the assets it wrote, and the ``top_customers`` run those assets triggered.
 
 Each invocation is a fresh run (no idempotency key) of today's date in Berlin; the state file, the
 sample data, the warehouse and the report all live under ``examples/customer_analytics/output/``.
@@ -12,8 +13,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 from rich.console import Console
@@ -22,18 +25,42 @@ from rich.table import Table
 
 from engine import DAG, Engine, PodiumError, Run, RunState
 
-from .pipeline import OUTPUT_DIR, POOLS, TIMEZONE, customer_analytics
+from .pipeline import OUTPUT_DIR, POOLS, TIMEZONE, customer_analytics, top_customers
 
 STATE_STYLE = {"success": "green", "failed": "bold red", "upstream_failed": "red"}
 
 
-async def run_once(*, day: str, output_dir: Path, dag: DAG = customer_analytics) -> Run:
-    """Run the DAG once with a fresh engine on ``<output_dir>/podium.db`` and return the finished run."""
+@dataclass
+class Outcome:
+    run: Run
+    written: list[dict[str, Any]] = field(default_factory=list)  # the run's asset events
+    triggered: Run | None = None  # the top_customers run its assets started
+
+
+async def run_once(*, day: str, output_dir: Path, dag: DAG = customer_analytics) -> Outcome:
+    """Run ``dag`` (the Python pipeline, or the YAML one) once with a fresh engine on
+    ``<output_dir>/podium.db``; for the Python one, also wait for the ``top_customers`` run its
+    warehouse tables trigger."""
     await anyio.Path(output_dir).mkdir(parents=True, exist_ok=True)
     params = {"day": day, "data_dir": str(output_dir / "data"), "output_dir": str(output_dir)}
-    async with Engine(output_dir / "podium.db", dags=[dag], pools=POOLS) as podium:
-        run = await podium.trigger(dag.dag_id, params=params)
-        return await run.wait()
+    dags = [dag, top_customers] if dag is customer_analytics else [dag]
+    async with Engine(output_dir / "podium.db", dags=dags, pools=POOLS) as podium:
+        run = await (await podium.trigger(dag.dag_id, params=params)).wait()
+        outcome = Outcome(run, (await podium.run_lineage(run.run_id))["outputs"])
+        if run.state is RunState.SUCCESS and top_customers in dags:
+            outcome.triggered = await _run_triggered_by(podium, run)
+        return outcome
+
+
+async def _run_triggered_by(podium: Engine, run: Run) -> Run:
+    """The ``top_customers`` run that consumed ``run``'s asset events, once finished."""
+    with anyio.fail_after(60):
+        while True:
+            for candidate in await podium.runs(dag_id=top_customers.dag_id, limit=5):
+                events = (candidate.event or {}).get("events", [])
+                if any(e.get("run_id") == run.run_id for e in events):
+                    return await candidate.wait()
+            await anyio.sleep(0.05)
 
 
 def _shown(path: str | Path) -> str:
@@ -44,8 +71,9 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
-def print_summary(console: Console, run: Run, dag: DAG = customer_analytics) -> None:
-    """The tasks of ``run`` (a run of ``dag``, the Python or the YAML pipeline) and its figures."""
+def print_summary(console: Console, outcome: Outcome, dag: DAG = customer_analytics) -> None:
+    """The tasks of the run (of ``dag``, the Python or the YAML pipeline), its figures, its assets."""
+    run = outcome.run
     table = Table(title=f"{dag.dag_id} · run {run.run_id}", title_justify="left")
     table.add_column("task")
     table.add_column("state")
@@ -82,6 +110,32 @@ def print_summary(console: Console, run: Run, dag: DAG = customer_analytics) -> 
     console.print(f"top region  {loaded['top_region']}: €{top:,.2f} ({top / revenue:.0%})")
     console.print(f"warehouse   {_shown(loaded['warehouse'])}")
     console.print(f"report      {_shown(report['report'])}")
+    print_assets(console, outcome)
+
+
+def print_assets(console: Console, outcome: Outcome) -> None:
+    """The assets the run wrote (the catalog's view) and the run they triggered."""
+    console.print(f"assets      {len(outcome.written)} written (see /assets or `podium assets`):")
+    for event in outcome.written:
+        rows = (event["metadata"] or {}).get("rows")
+        columns = len(event["schema"]) if event["schema"] is not None else None
+        facts = []
+        if rows is not None:
+            facts.append(f"{rows:,} rows")
+        if columns is not None:
+            facts.append(f"{columns} columns")
+        console.print(f"  {event['uri']:<40} {', '.join(facts)}", highlight=False)
+    then = outcome.triggered
+    if then is None:
+        return
+    style = STATE_STYLE.get(then.state.value, "")
+    result = then.tasks["rank_customers"].result or {}
+    where = f": {_shown(result['top_customers'])}" if "top_customers" in result else ""
+    console.print(
+        f"then        {top_customers.dag_id} ran on orders & customers: "
+        f"[{style}]{then.state}[/]{where}",
+        highlight=False,
+    )
 
 
 def iso_day(text: str) -> str:
@@ -123,12 +177,13 @@ def main(
     )
     logging.getLogger("podium.task").setLevel(logging.INFO)
     try:
-        run = anyio.run(lambda: run_once(day=args.day, output_dir=args.output_dir, dag=dag))
+        outcome = anyio.run(lambda: run_once(day=args.day, output_dir=args.output_dir, dag=dag))
     except PodiumError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         return 2
-    print_summary(console, run, dag)
-    return 0 if run.state is RunState.SUCCESS else 1
+    print_summary(console, outcome, dag)
+    triggered_ok = outcome.triggered is None or outcome.triggered.state is RunState.SUCCESS
+    return 0 if outcome.run.state is RunState.SUCCESS and triggered_ok else 1
 
 
 if __name__ == "__main__":

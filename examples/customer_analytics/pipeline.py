@@ -3,6 +3,11 @@
     prepare_sources ──┬── extract_crm ──────┬── clean ── enrich ── load ── report
                       └── extract_products ─┘
 
+The data it reads and writes are declared as assets (the catalog, ``/assets``): the CRM export
+and the shop database are inlets, the warehouse tables outlets of ``load`` (each event with its
+row count and columns), the report an outlet of ``report``. A second DAG, ``top_customers``,
+runs whenever both warehouse tables it needs (``orders & customers``) have new data.
+
 ``extract_crm`` and ``extract_products`` have no edge between them, so they run at the same time.
 Small data travels as task results (the raw CRM rows, the cleaned customers); the 20k orders and the
 enriched customers are written to ``<output_dir>/staging/<run_id>/`` and passed on as paths, which
@@ -29,8 +34,8 @@ from zoneinfo import ZoneInfo
 
 import anyio
 
-from engine import Context, dag, task
-from sensors import Cron
+from engine import Asset, Context, dag, task
+from sensors import Cron, OnAssets
 
 try:
     from . import report_html, sample_data, warehouse
@@ -50,6 +55,28 @@ TIMEZONE = ZoneInfo("Europe/Berlin")
 POOLS = {"crm": 2}
 KEEP_STAGING_RUNS = 5
 CHECKPOINT_EVERY = 1000
+
+# -- the data, as assets (stable logical URIs: the files' places depend on the run's params) ----------
+
+DAY = 24 * 3600
+CRM_EXPORT = Asset("crm://customer_analytics/customers.csv", name="CRM export")
+SHOP_DB = Asset("sqlite://shop/products", name="products and orders (shop DB)")
+WH_CUSTOMERS = Asset(
+    "sqlite://warehouse/dim_customer", name="warehouse: customers", fresh_within=DAY + 3600
+)
+WH_ORDERS = Asset(
+    "sqlite://warehouse/fact_orders", name="warehouse: orders", fresh_within=DAY + 3600
+)
+WH_PRODUCTS = Asset("sqlite://warehouse/dim_product", name="warehouse: products")
+WH_LTV = Asset("sqlite://warehouse/customer_ltv", name="warehouse: lifetime value")
+REPORT = Asset("file://customer_analytics/report.html", name="customer report")
+TOP_CUSTOMERS = Asset("file://customer_analytics/top_customers.json", name="top customers")
+WAREHOUSE_TABLES = {
+    WH_CUSTOMERS.uri: "dim_customer",
+    WH_ORDERS.uri: "fact_orders",
+    WH_PRODUCTS.uri: "dim_product",
+    WH_LTV.uri: "customer_ltv",
+}
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}")
 ORDER_COLUMNS = ("order_id", "customer_id", "product_id", "order_date", "quantity", "amount_cents")
@@ -132,7 +159,7 @@ def prepare_sources(ctx: Context, data_dir: str, output_dir: str) -> dict[str, A
     }
 
 
-@task(retries=2, retry_delay=1, retry_on=OSError, timeout=600, pool="crm")
+@task(retries=2, retry_delay=1, retry_on=OSError, timeout=600, pool="crm", inlets=[CRM_EXPORT])
 async def extract_crm(ctx: Context, sources: dict[str, Any]) -> list[dict[str, str]]:
     """The CRM export's rows as they are (all strings), recording progress as a checkpoint.
 
@@ -151,7 +178,7 @@ async def extract_crm(ctx: Context, sources: dict[str, Any]) -> list[dict[str, s
     return rows
 
 
-@task(retries=2, retry_delay=1, retry_on=(OSError, sqlite3.OperationalError))
+@task(retries=2, retry_delay=1, retry_on=(OSError, sqlite3.OperationalError), inlets=[SHOP_DB])
 def extract_products(
     ctx: Context, sources: dict[str, Any], day: str, output_dir: str
 ) -> dict[str, Any]:
@@ -293,7 +320,12 @@ def enrich(cleaned: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@task(retries=1, retry_delay=1, retry_on=(OSError, sqlite3.OperationalError))
+@task(
+    retries=1,
+    retry_delay=1,
+    retry_on=(OSError, sqlite3.OperationalError),
+    outlets=[WH_CUSTOMERS, WH_ORDERS, WH_PRODUCTS, WH_LTV],
+)
 def load(ctx: Context, enriched: dict[str, Any], output_dir: str) -> dict[str, Any]:
     """Replace ``<output_dir>/warehouse.db`` with this run's tables."""
     customers = json.loads(Path(enriched["customers_json"]).read_text(encoding="utf-8"))
@@ -313,6 +345,10 @@ def load(ctx: Context, enriched: dict[str, Any], output_dir: str) -> dict[str, A
             load_info=(ctx.run_id, enriched["as_of"], loaded_at),
         )
     summary = warehouse.read_summary(path)
+    for uri, table in WAREHOUSE_TABLES.items():  # one asset event per table: rows and columns
+        rows, columns = warehouse.describe_table(path, table)
+        metadata = {"rows": rows, "path": str(path), "table": table, "as_of": enriched["as_of"]}
+        ctx.asset_event_sync(uri, metadata=metadata, schema=columns)
     top = summary["regions"][0] if summary["regions"] else {"region": None, "revenue_cents": 0}
     return {
         "warehouse": str(path),
@@ -327,12 +363,13 @@ def load(ctx: Context, enriched: dict[str, Any], output_dir: str) -> dict[str, A
     }
 
 
-@task
-def report(loaded: dict[str, Any], output_dir: str) -> dict[str, Any]:
+@task(inlets=[WH_CUSTOMERS, WH_ORDERS, WH_LTV], outlets=[REPORT])
+def report(ctx: Context, loaded: dict[str, Any], output_dir: str) -> dict[str, Any]:
     """Write ``<output_dir>/report.html`` from the warehouse tables."""
     figures = warehouse.read_figures(Path(loaded["warehouse"]))
     path = Path(output_dir) / "report.html"
     write_text_atomically(path, report_html.render(figures))
+    ctx.asset_event_sync(REPORT.uri, metadata={"path": str(path), "bytes": path.stat().st_size})
     return {"report": str(path), "top_region": loaded["top_region"]}
 
 
@@ -351,3 +388,30 @@ def customer_analytics(
     products = extract_products(sources, day, output_dir)
     loaded = load(enrich(clean(crm, products)), output_dir)
     report(loaded, output_dir)
+
+
+# -- a second DAG, triggered by data: the top customers, whenever orders and customers are new -----
+
+
+@task(inlets=[WH_ORDERS, WH_CUSTOMERS], outlets=[TOP_CUSTOMERS])
+def rank_customers(ctx: Context, top: int = 10) -> dict[str, Any]:
+    """The customers with the highest lifetime value, from the warehouse the events point to."""
+    event = ctx.event or {}
+    paths = [e["metadata"]["path"] for e in event.get("events", []) if e.get("metadata")]
+    if not paths:
+        raise ValueError("run me through OnAssets: the asset events name the warehouse")
+    path = Path(paths[-1])
+    ranked = warehouse.top_customers(path, top)
+    out = path.with_name("top_customers.json")
+    write_text_atomically(out, json.dumps(ranked, ensure_ascii=False, indent=1))
+    ctx.asset_event_sync(TOP_CUSTOMERS.uri, metadata={"rows": len(ranked), "path": str(out)})
+    return {"top_customers": str(out), "customers": len(ranked), "consumed": len(paths)}
+
+
+@dag(
+    triggers=[OnAssets(WH_ORDERS & WH_CUSTOMERS)],
+    description="The top customers by lifetime value, whenever orders and customers are fresh",
+    tags=["example", "analytics"],
+)
+def top_customers() -> None:
+    rank_customers()

@@ -176,3 +176,34 @@ def read_figures(path: Path, *, top: int = 10) -> dict[str, Any]:
         "day": day,
         "loaded_at": loaded_at,
     }
+
+
+_TABLES = frozenset(
+    {"dim_customer", "dim_product", "fact_orders", "customer_ltv", "region_summary", "load_info"}
+)
+
+
+def describe_table(path: Path, table: str) -> tuple[int, list[dict[str, str]]]:
+    """A table's row count and columns (``[{"name", "type"}]``), for its asset event."""
+    if table not in _TABLES:
+        raise ValueError(f"unknown warehouse table {table!r}")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (rows,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        columns = [
+            {"name": name, "type": kind.lower()}
+            for _, name, kind, *_ in db.execute(f"PRAGMA table_info({table})")
+        ]
+    return int(rows), columns
+
+
+def top_customers(path: Path, top: int = 10) -> list[dict[str, Any]]:
+    """The ``top`` customers by lifetime value."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        found = db.execute(
+            "SELECT c.customer_id, c.name, c.region, l.lifetime_value_cents, l.order_count "
+            "FROM customer_ltv l JOIN dim_customer c USING (customer_id) "
+            "ORDER BY l.lifetime_value_cents DESC, c.customer_id LIMIT ?",
+            (top,),
+        ).fetchall()
+    keys = ("customer_id", "name", "region", "lifetime_value_cents", "order_count")
+    return [dict(zip(keys, row, strict=True)) for row in found]

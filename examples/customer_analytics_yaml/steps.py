@@ -79,4 +79,4 @@ def load(ctx: Context, output_dir: str) -> dict[str, Any]:
 
 def report(ctx: Context, output_dir: str) -> dict[str, Any]:
     loaded = _get(ctx, output_dir, "load")
-    return pipeline.report.fn(loaded, folder(output_dir))
+    return pipeline.report.fn(ctx, loaded, folder(output_dir))

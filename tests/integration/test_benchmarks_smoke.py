@@ -72,3 +72,12 @@ async def test_runners_benchmark_runs_on_threads_and_on_a_process_pool() -> None
     for runner in (None, Process(workers=1)):
         out = await measure(runner, iterations=1000, reps=1, tasks=4)
         assert len(out["samples_s"]) == 1
+
+
+async def test_catalog_benchmark_serves_every_page_at_a_small_size(tmp_path: Path) -> None:
+    from benchmarks.catalog import measure
+
+    result = await measure(300, 3000, 1, tmp_path)
+    assert result["assets"] == 300 and result["asset_events"] == 3000
+    assert len(result["pages"]) == 7
+    assert all(page["bytes"] > 0 for page in result["pages"].values())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import re
 import sqlite3
 from collections import Counter
@@ -21,7 +22,8 @@ from engine import Engine, Run, RunState, TaskState
 from engine.loader import load_dags
 from examples import customer_analytics_yaml, fan_out
 from examples.aiohttp_app.app import make_app
-from examples.customer_analytics import POOLS, customer_analytics, sample_data
+from examples.customer_analytics import POOLS, customer_analytics, sample_data, top_customers
+from examples.customer_analytics.__main__ import run_once
 
 DAY = "2026-11-25"
 CITIES_CSV = Path(__file__).resolve().parents[2] / "examples" / "customer_analytics" / "cities.csv"
@@ -193,6 +195,44 @@ async def test_fan_out_maps_one_instance_per_file_of_the_day(tmp_path: Path) -> 
     assert empty.state is RunState.SUCCESS, empty.note
     assert empty.tasks["summarize"].result["files"] == 0
     assert not [t for t in empty.tasks if t.startswith("load_file[")]
+
+
+async def test_the_demo_records_its_assets_and_they_trigger_top_customers(tmp_path: Path) -> None:
+    outcome = await run_once(day=DAY, output_dir=tmp_path / "out")
+    assert outcome.run.state is RunState.SUCCESS, outcome.run.note
+    warehouse = tmp_path / "out" / "warehouse.db"
+    written = {e["uri"]: e for e in outcome.written}
+    assert set(written) == {
+        "sqlite://warehouse/dim_customer",
+        "sqlite://warehouse/fact_orders",
+        "sqlite://warehouse/dim_product",
+        "sqlite://warehouse/customer_ltv",
+        "file://customer_analytics/report.html",
+    }
+    [(orders,)] = query(warehouse, "SELECT COUNT(*) FROM fact_orders")
+    fact_orders = written["sqlite://warehouse/fact_orders"]
+    assert fact_orders["metadata"]["rows"] == orders and fact_orders["task_id"] == "load"
+    assert [c["name"] for c in fact_orders["schema"]][:2] == ["order_id", "customer_id"]
+    # orders & customers were new: the asset-triggered DAG ran once, on this run's events
+    then = outcome.triggered
+    assert then is not None and then.state is RunState.SUCCESS and then.trigger == "assets"
+    assert {e["run_id"] for e in then.event["events"]} == {outcome.run.run_id}
+    ranked = json.loads((tmp_path / "out" / "top_customers.json").read_text(encoding="utf-8"))
+    assert len(ranked) == 10
+    assert ranked[0]["lifetime_value_cents"] >= ranked[-1]["lifetime_value_cents"]
+    async with Engine(tmp_path / "out" / "podium.db", dags=[customer_analytics, top_customers],
+                      pools=POOLS) as engine:  # fmt: skip
+        lineage = await engine.run_lineage(outcome.run.run_id)
+        catalog = {a["uri"]: a for a in await engine.assets()}
+    assert {(i["uri"], i["task_id"]) for i in lineage["inputs"]} == {
+        ("crm://customer_analytics/customers.csv", "extract_crm"),
+        ("sqlite://shop/products", "extract_products"),
+        ("sqlite://warehouse/dim_customer", "report"),  # the report reads what load wrote
+        ("sqlite://warehouse/fact_orders", "report"),
+        ("sqlite://warehouse/customer_ltv", "report"),
+    }
+    assert catalog["sqlite://warehouse/fact_orders"]["freshness"]["fresh"] is True
+    assert catalog["sqlite://warehouse/fact_orders"]["triggers"] == ["top_customers"]
 
 
 def test_sample_data_is_deterministic(tmp_path: Path) -> None:

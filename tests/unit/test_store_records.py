@@ -32,6 +32,12 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_REQUEST": records.RequestStatusRow,
     "SELECT_ASSETS": records.AssetRow,
     "SELECT_ASSET": records.AssetRow,
+    "SELECT_ASSETS_MATCHING": records.AssetRow,
+    "select_asset_names": records.AssetNameRow,
+    "SELECT_FRESH_ASSETS": records.AssetRow,
+    "SELECT_ASSET_SCHEMAS": records.SchemaRow,
+    "SELECT_ASSET_EVENTS_AFTER": records.AssetEventRow,
+    "SELECT_SOURCE_USES": records.SourceUseRow,
     "SELECT_ASSET_EVENTS": records.AssetEventRow,
     "select_asset_events_by_seq": records.AssetEventRow,
     "SELECT_RUN_OUTPUTS": records.AssetEventRow,
@@ -40,7 +46,7 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_RUNNER_PROCESSES": records.RunnerProcessRow,
 }
 # ... or the one column the store reads itself
-ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
+ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_MAX_ASSET_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
 
 
 def _sql(name: str) -> str:
@@ -48,7 +54,7 @@ def _sql(name: str) -> str:
     if name == "select_runs":
         sql: str = found("d", "s", since=True, until=True, trigger=True, key_prefix=True)
         return sql
-    if name in ("select_existing_keys", "select_asset_events_by_seq"):
+    if name in ("select_existing_keys", "select_asset_events_by_seq", "select_asset_names"):
         sql = found(3)
         return sql
     assert isinstance(found, str)

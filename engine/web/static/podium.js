@@ -354,6 +354,121 @@
   window.addEventListener("hashchange", openFromHash);
   openFromHash();
 
+  // -- the lineage graph: one hop each way, expanded hop by hop through /api/lineage --------------
+
+  const lineage = $("#lineage");
+  const edges = new Set();
+
+  function linNode(id) {
+    return lineage.querySelector(`.lin-node[data-id="${CSS.escape(id)}"]`);
+  }
+
+  function linColumn(depth) {
+    let col = lineage.querySelector(`.lin-col[data-depth="${depth}"]`);
+    if (col) return col;
+    col = document.createElement("div");
+    col.className = "lin-col";
+    col.dataset.depth = String(depth);
+    const cols = Array.from(lineage.querySelectorAll(".lin-col"));
+    const after = cols.find((c) => parseInt(c.dataset.depth, 10) > depth);
+    lineage.insertBefore(col, after || null);
+    return col;
+  }
+
+  function makeNode(n, depth) {
+    const el = document.createElement("div");
+    el.className = `lin-node kind-${n.kind}`;
+    el.dataset.id = n.id;
+    el.dataset.depth = String(depth);
+    el.dataset.expand = n.expand;
+    const kind = document.createElement("span");
+    kind.className = "lin-kind";
+    kind.textContent = n.kind;
+    const link = document.createElement("a");
+    link.href = n.url;
+    link.textContent = n.label;
+    link.title = n.uri || n.label;
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "lin-more";
+    more.title = "show the next hop";
+    more.textContent = "+";
+    el.append(kind, link, more);
+    return el;
+  }
+
+  function drawEdges() {
+    const svg = lineage.querySelector("svg.lin-edges");
+    const box = lineage.getBoundingClientRect();
+    svg.setAttribute("width", String(lineage.scrollWidth));
+    svg.setAttribute("height", String(lineage.scrollHeight));
+    svg.replaceChildren();
+    for (const edge of edges) {
+      const [from, to] = edge.split("\n");
+      const a = linNode(from);
+      const b = linNode(to);
+      if (!a || !b) continue;
+      const ra = a.getBoundingClientRect();
+      const rb = b.getBoundingClientRect();
+      const x1 = ra.right - box.left + lineage.scrollLeft;
+      const y1 = ra.top + ra.height / 2 - box.top + lineage.scrollTop;
+      const x2 = rb.left - box.left + lineage.scrollLeft;
+      const y2 = rb.top + rb.height / 2 - box.top + lineage.scrollTop;
+      const mid = (x1 + x2) / 2;
+      const path = document.createElementNS(SVG_NS, "path");
+      path.setAttribute("d", `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`);
+      path.setAttribute("class", "lin-edge");
+      svg.appendChild(path);
+    }
+  }
+
+  async function expandNode(node, button) {
+    const depth = parseInt(node.dataset.depth, 10);
+    const side = depth < 0 ? "upstream" : "downstream";
+    button.disabled = true;
+    let data;
+    try {
+      const r = await fetch(node.dataset.expand, { cache: "no-store" });
+      data = await r.json();
+      if (!r.ok) throw new Error(data.error || r.statusText);
+    } catch (e) {
+      button.disabled = false;
+      toast("Could not load the lineage: " + e.message, true);
+      return;
+    }
+    const next = depth + (depth < 0 ? -1 : 1);
+    const col = linColumn(next);
+    for (const n of data[side]) {
+      if (!linNode(n.id)) col.appendChild(makeNode(n, next));
+      edges.add(depth < 0 ? `${n.id}\n${node.dataset.id}` : `${node.dataset.id}\n${n.id}`);
+    }
+    if (data[`more_${side}`]) {
+      const note = document.createElement("span");
+      note.className = "muted small";
+      note.textContent = `+${data[`more_${side}`]} more`;
+      col.appendChild(note);
+    }
+    button.remove();
+    node.classList.add(data[side].length ? "expanded" : "lin-end");
+    drawEdges();
+  }
+
+  if (lineage) {
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("class", "lin-edges");
+    lineage.prepend(svg);
+    lineage.querySelectorAll(".lin-node[data-parent]").forEach((n) => {
+      const upstream = parseInt(n.dataset.depth, 10) < 0;
+      edges.add(upstream ? `${n.dataset.id}\n${n.dataset.parent}` : `${n.dataset.parent}\n${n.dataset.id}`);
+    });
+    lineage.addEventListener("click", (event) => {
+      const button = event.target.closest("button.lin-more");
+      if (button) expandNode(button.closest(".lin-node"), button);
+    });
+    window.addEventListener("resize", drawEdges);
+    drawEdges();
+  }
+
   // -- operator actions ------------------------------------------------------------------------------
 
   document.addEventListener("click", async (event) => {
