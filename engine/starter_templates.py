@@ -286,36 +286,39 @@ def test_a_new_object_runs_the_dag(tmp_path: Path) -> None:
 # -- assets: a producer and a consumer DAG ----------------------------------------------------------
 
 ASSETS_DAG = '''\
-"""A producer DAG writes a data set (the "asset"); a consumer DAG runs when it has been updated.
+"""A producer DAG writes a data set (an asset); a consumer DAG runs when it has new data.
 
-Note: asset triggers (`Asset`, `OnAssets`) are not in this version of Podium's `engine` yet. Until
-they are, the consumer runs after each successful run of the producer (`AfterDag`), which is the
-same thing while one DAG writes the data set. The event (`ctx.event`) names the producer's run.
+`write_orders` declares the asset as an outlet and reports where it wrote, with a row count, through
+`ctx.asset_event(...)`: the event is committed with the task's success. `revenue` runs on
+`OnAssets(ORDERS)`: once per batch of new events (exactly once, also across a kill -9), and its
+`ctx.event["events"]` lists the events it consumed.
 """
 
 import json
 from pathlib import Path
 
-from engine import Context, dag, task
-from sensors import AfterDag
+from engine import Asset, Context, dag, task
+from sensors import OnAssets
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+ORDERS = Asset("file://data/orders", name="orders of a day")
 
 
-@task
-def write_orders(data_dir: str, day: str) -> str:
+@task(outlets=[ORDERS])
+def write_orders(ctx: Context, data_dir: str, day: str) -> str:
     path = Path(data_dir) / f"orders-{day}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([{"id": 1, "cents": 1200}, {"id": 2, "cents": 800}]))
+    orders = [{"id": 1, "cents": 1200}, {"id": 2, "cents": 800}]
+    path.write_text(json.dumps(orders))
+    ctx.asset_event_sync(ORDERS.uri, metadata={"path": str(path), "rows": len(orders), "day": day})
     return str(path)
 
 
 @task
 def total_revenue(ctx: Context) -> dict:
-    produced = ctx.event["params"]  # the producer run's params: where it wrote which day
-    path = Path(produced["data_dir"]) / f"orders-{produced['day']}.json"
-    orders = json.loads(path.read_text())
-    return {"day": produced["day"], "cents": sum(o["cents"] for o in orders)}
+    latest = ctx.event["events"][-1]["metadata"]  # the newest orders event this run consumed
+    orders = json.loads(Path(latest["path"]).read_text())
+    return {"day": latest["day"], "cents": sum(o["cents"] for o in orders)}
 
 
 @dag(description="Writes the orders data set of a day")
@@ -323,26 +326,23 @@ def produce_orders(data_dir: str = str(DATA), day: str = "2026-11-25") -> None:
     write_orders(data_dir, day)
 
 
-@dag(triggers=[AfterDag("produce_orders")], description="Runs when the orders data set changed")
+@dag(triggers=[OnAssets(ORDERS)], description="Runs when the orders data set has new data")
 def revenue() -> None:
     total_revenue()
 '''
 
 ASSETS_EVENT = """\
 {
-  "dag_id": "produce_orders",
-  "run_id": "sample-run",
-  "state": "success",
-  "params": {"data_dir": "data", "day": "2026-11-25"}
+  "uri": "file://data/orders",
+  "metadata": {"path": "data/orders-2026-11-25.json", "rows": 2, "day": "2026-11-25"}
 }
 """
 
 ASSETS_TEST = (
     _TEST_HEAD.replace("{imports}", "").replace(
         "{how}",
-        "The consumer (`revenue`) is triggered by the producer's runs. The first test runs both on\n"
-        "one engine; the second publishes `events/sample_event.json` on `engine.sink` as the engine\n"
-        "does when a producer run ends.",
+        "The consumer (`revenue`) runs on the producer's asset events: the first test runs both on\n"
+        "one engine; the second asks the engine why the consumer has not run before any event.",
     )
     + """
 
@@ -354,26 +354,26 @@ async def produce_then_consume(tmp_path: Path) -> Run:
         assert produced.state.value == "success", produced.note
         with anyio.fail_after(60):
             while not (runs := await engine.runs(dag_id="revenue")):
-                await anyio.sleep(0.05)  # the consumer's run is created when the producer's ends
+                await anyio.sleep(0.05)  # the consumer's run starts once the event is committed
         return await engine.wait_run(runs[0].run_id, timeout=60)
 
 
-def test_the_consumer_runs_after_the_producer(tmp_path: Path) -> None:
+def test_the_consumer_runs_on_the_producers_asset_event(tmp_path: Path) -> None:
     run = anyio.run(produce_then_consume, tmp_path)
     assert run.state.value == "success", run.note
     assert run.tasks["total_revenue"].result == {"day": "2026-11-24", "cents": 2000}
+    assert [e["uri"] for e in run.event["events"]] == [SAMPLE_EVENT["uri"]]
 
 
-def test_the_sample_event_runs_the_consumer(tmp_path: Path) -> None:
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "orders-2026-11-25.json").write_text('[{"id": 1, "cents": 5}]')
-    dag = load_dag("revenue")
-    event_id = f"dag:{SAMPLE_EVENT['dag_id']}:{SAMPLE_EVENT['run_id']}"
-    produced = {**SAMPLE_EVENT["params"], "data_dir": str(tmp_path / "data")}
-    event = Event("dag", event_id, {**SAMPLE_EVENT, "params": produced})
-    run = anyio.run(run_event, tmp_path, dag, event)
-    assert run.state.value == "success", run.note
-    assert run.tasks["total_revenue"].result == {"day": "2026-11-25", "cents": 5}
+def test_before_any_event_the_engine_says_what_the_consumer_waits_for(tmp_path: Path) -> None:
+    async def why() -> dict:
+        dags = [load_dag("produce_orders"), load_dag("revenue")]
+        async with Engine(tmp_path / "podium.db", dags=dags) as engine:
+            return await engine.asset_condition("revenue")
+
+    condition = anyio.run(why)
+    assert condition["met"] is False
+    assert SAMPLE_EVENT["uri"] in condition["missing"]
 """
 )
 
@@ -421,10 +421,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "assets": {
         "README.md": _readme(
-            what=": `produce_orders` writes a data set and `revenue` runs each time it has "
-            "(asset triggers are not in Podium's engine yet: `revenue` runs after each successful "
-            "run of `produce_orders`, see the note in `pipelines/orders_assets.py`)",
-            serves="`revenue` runs after each run of `produce_orders` (trigger one with "
+            what=": `produce_orders` writes a data set (an asset) and `revenue` runs on its new "
+            "data (`OnAssets`)",
+            serves="`revenue` runs on each new event of the orders asset (trigger the producer with "
             "`podium trigger produce_orders --db podium.db` in another terminal)",
             files="s (`orders_assets.py`)",
             source="the engine",
