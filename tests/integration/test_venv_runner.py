@@ -17,6 +17,7 @@ import packaging
 import pytest
 
 from engine import Engine, RunState, Virtualenv, dag, task
+from engine.loader import load_dags
 from engine.runners.reaper import start_time
 from engine.runners.venv_build import MARKER
 
@@ -179,3 +180,38 @@ async def test_cancel_kills_the_task_process_and_its_record_goes(
         assert run.state is RunState.CANCELLED
         assert start_time(pid) is None or start_time(pid) != began
         assert await engine.store.runner_processes() == []
+
+
+async def test_podium_env_build_builds_ahead_and_a_run_then_starts_without_building(
+    tmp_path: Path, venv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "tables.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import venv_tasks\n"
+        "from engine import Virtualenv, dag, task\n\n"
+        "@dag\n"
+        "def tables():\n"
+        "    task(runner=Virtualenv(requirements=['tabulate']))(venv_tasks.table)([['x', 9]])\n"
+    )
+    known = set(env_dirs(venv_cache))
+    command = [sys.executable, "-m", "engine", "env", "build", str(dags)]
+    environ = {**os.environ, "PODIUM_VENV_CACHE": str(venv_cache)}
+    built = await anyio.run_process(command, env=environ, check=False)
+    assert built.returncode == 0, built.stderr.decode()
+    assert built.stdout.decode().startswith("built ")
+    (new,) = set(env_dirs(venv_cache)) - known
+    marker = (venv_cache / new / MARKER).stat()
+    again = await anyio.run_process(command, env=environ, check=False)
+    assert again.returncode == 0 and again.stdout.decode().startswith("cached ")
+
+    loaded = load_dags(dags)
+    assert not loaded.errors
+    monkeypatch.setenv("PODIUM_VENV_CACHE", str(venv_cache))  # read when the runner opens
+    async with Engine(tmp_path / "e.db", dags=loaded.dags) as engine:
+        run = await run_dag(engine, "tables")
+    assert run.tasks["table"].result == "x  9"
+    after = (venv_cache / new / MARKER).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (marker.st_ino, marker.st_mtime_ns)
