@@ -145,10 +145,11 @@ class VirtualenvSession:
             build.done.set()
 
     async def environment(self) -> BuiltEnv:
-        """The built environment; waits for a build under way, starts one after a failure."""
+        """The built environment; waits for a build under way, starts one after a failure (or if
+        the environment was removed from the cache meanwhile)."""
         build = self._build
-        if build is None or (build.done.is_set() and build.env is None):
-            build = self._start_build()
+        if build is None or (build.done.is_set() and not _usable(build.env)):
+            build = self._start_build()  # never built, failed, or removed from the cache since
         await build.done.wait()
         if build.env is None:
             assert build.error is not None
@@ -337,6 +338,10 @@ def _import_roots(module: str, file: str) -> list[str]:
     if depth and not module.startswith("podium_dags."):
         roots.append(str(folder.parents[depth - 1]) if depth <= len(folder.parents) else "")
     return [r for r in dict.fromkeys(roots) if r]
+
+
+def _usable(env: BuiltEnv | None) -> bool:
+    return env is not None and env.marker.is_file()
 
 
 def _child_env(env: BuiltEnv) -> dict[str, str]:

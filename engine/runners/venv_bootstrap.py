@@ -179,7 +179,7 @@ def load_function(ref: dict[str, Any]) -> Callable[..., Any]:
             sys.path.insert(0, folder)
     name, file = ref["module"], ref["file"]
     try:
-        module = importlib.import_module(name)
+        module = _import(name, file)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing in ("engine", "sensors") or missing.startswith(("engine.", "sensors.")):
@@ -187,14 +187,7 @@ def load_function(ref: dict[str, Any]) -> Callable[..., Any]:
                 f"module {name!r} imports {missing!r}, which the virtualenv does not have: define "
                 "the task's function in a module that does not import the engine"
             ) from exc
-        if not file or not (name == missing or name.startswith(missing + ".")):
-            raise
-        spec = importlib.util.spec_from_file_location(name, file)
-        if spec is None or spec.loader is None:
-            raise
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        raise
     obj: Any = module
     for part in ref["qualname"].split("."):
         obj = getattr(obj, part)
@@ -202,6 +195,22 @@ def load_function(ref: dict[str, Any]) -> Callable[..., Any]:
     if not callable(fn):
         raise TypeError(f"{name}:{ref['qualname']} is not callable")
     return cast(Callable[..., Any], fn)
+
+
+def _import(name: str, file: str | None) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not file or not (name == missing or name.startswith(missing + ".")):
+            raise
+    spec = importlib.util.spec_from_file_location(name, file)  # a name the engine's loader gave
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {name} from {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(channel: Channel, job: dict[str, Any]) -> Any:

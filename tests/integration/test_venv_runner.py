@@ -22,6 +22,7 @@ from engine.runners.reaper import start_time
 from engine.runners.venv_build import MARKER
 
 sys.path.insert(0, str(Path(__file__).parent))
+import runner_tasks as rt
 import venv_tasks as vt
 
 HERE = Path(__file__).parent
@@ -103,6 +104,7 @@ async def test_logs_checkpoints_results_and_exceptions_cross_the_channel(
         task(runner=env)(vt.not_json)()
         task(runner=env, task_id="set_argument")(vt.async_sum)({1, 2})
         task(runner=env, task_id="closure")(closure)(2)
+        task(runner=env, task_id="imports_engine")(rt.pid_of)()
 
     async with Engine(tmp_path / "t.db", dags=[talk]) as engine:
         run = await run_dag(engine, "talk")
@@ -130,6 +132,10 @@ async def test_logs_checkpoints_results_and_exceptions_cross_the_channel(
     assert tasks["set_argument"].error.startswith("VirtualenvError: task 'set_argument': argument")
     assert "builtins.set" in tasks["set_argument"].error
     assert "importable by module:qualname" in tasks["closure"].error
+    assert tasks["imports_engine"].error == (
+        "ImportError: module 'runner_tasks' imports 'engine', which the virtualenv does not have: "
+        "define the task's function in a module that does not import the engine"
+    )
 
 
 async def test_a_requirement_that_cannot_be_installed_fails_the_try_with_uvs_message(
