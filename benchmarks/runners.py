@@ -7,6 +7,12 @@ doing nothing, to show what the pool costs per task. Every measurement is one wa
 ``--reps`` timed runs on the same open engine (the pool is warm), median reported; all in one
 process and one invocation, so the ratios compare like with like on the same (shared, noisy)
 machine.
+
+Then the ``Virtualenv`` runner: the cold build of an environment (``tabulate``, a small pure-Python
+package) into an empty Podium cache, once with uv's own download cache empty too (so PyPI is
+fetched) and once with it warm; and the warm start of a try, a one-task run on an environment
+found in the cache (interpreter start-up, import of the task's module, the JSON-lines exchange),
+next to the same one-task run on the default runner and on a warm ``Process(workers=1)``. ``--part venv`` measures only these.
 """
 
 from __future__ import annotations
@@ -67,8 +73,81 @@ async def measure(runner: Any, iterations: int, reps: int, tasks: int = TASKS) -
     return {"median_s": statistics.median(samples), "samples_s": samples}
 
 
-async def main_async(reps: int) -> dict[str, Any]:
+async def measure_venv(reps: int) -> dict[str, Any]:
+    from benchmarks.runners import burn as work  # by reference: importable in the env
+    from engine import Engine, Process, Virtualenv, dag, task
+    from engine.runners.venv_build import ensure_env
+
+    requirements = ["tabulate"]
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        cold: dict[str, float] = {}
+        for name, uv_cache in (("empty_uv_cache", root / "uv"), ("warm_uv_cache", None)):
+            cache = root / f"podium-{name}"
+            setting = Virtualenv(requirements=requirements, cache_dir=cache)
+            saved = os.environ.get("UV_CACHE_DIR")
+            if uv_cache is not None:
+                os.environ["UV_CACHE_DIR"] = str(uv_cache)
+            try:
+                started = time.perf_counter()
+                built = await ensure_env(setting.spec(), cache)
+                cold[name] = time.perf_counter() - started
+            finally:
+                if uv_cache is not None:
+                    if saved is None:
+                        del os.environ["UV_CACHE_DIR"]
+                    else:
+                        os.environ["UV_CACHE_DIR"] = saved
+            assert built.built, name
+        cached = Virtualenv(requirements=requirements, cache_dir=root / "podium-warm_uv_cache")
+
+        async def one_task(runner: Any) -> list[float]:
+            @dag(dag_id="one")
+            def one() -> None:
+                task(task_id="burn", runner=runner)(work)(1000)
+
+            samples: list[float] = []
+            db = root / f"state-{len(samples_by)}.db"
+            async with Engine(db, dags=[one], sensors=False) as e:
+                for rep in range(reps * 3 + 1):  # the first is the warm-up
+                    started = time.perf_counter()
+                    run = await (await e.trigger("one")).wait(timeout=600)
+                    spent = time.perf_counter() - started
+                    if run.state != "success":
+                        raise RuntimeError(f"run failed: {run}")
+                    if rep:
+                        samples.append(spent)
+            samples_by.append(samples)
+            return samples
+
+        samples_by: list[list[float]] = []
+        warm = await one_task(cached)
+        local = await one_task(None)
+        pooled = await one_task(Process(workers=1))
+    return {
+        "cold_build_empty_uv_cache_s": cold["empty_uv_cache"],
+        "cold_build_warm_uv_cache_s": cold["warm_uv_cache"],
+        "warm_start_one_task_run_ms": statistics.median(warm) * 1000,
+        "warm_start_samples_s": warm,
+        "local_one_task_run_ms": statistics.median(local) * 1000,
+        "process1_one_task_run_ms": statistics.median(pooled) * 1000,
+    }
+
+
+async def main_async(reps: int, part: str = "all") -> dict[str, Any]:
     from engine import Process
+
+    if part == "venv":
+        load_before = os.getloadavg()[0]
+        venv = await measure_venv(reps)
+        return {
+            "summary": {
+                "cpus": os.cpu_count(),
+                "load_average_1m_before_after": [load_before, os.getloadavg()[0]],
+                **{k: v for k, v in venv.items() if not k.endswith("samples_s")},
+            },
+            "results": {"venv": venv},
+        }
 
     load_before = os.getloadavg()[0]
     iterations = calibrate()
@@ -94,6 +173,11 @@ async def main_async(reps: int) -> dict[str, Any]:
         # what the pool adds per task, over the built-in path, with 2 workers sharing the run
         "pool_overhead_ms_per_task": (noop_p - noop_t) / TASKS * 1000,
     }
+    if part == "all":
+        venv = await measure_venv(reps)
+        results["venv"] = venv
+        summary.update({k: v for k, v in venv.items() if not k.endswith("samples_s")})
+        summary["load_average_1m_before_after"][1] = os.getloadavg()[0]
     return {"summary": summary, "results": results}
 
 
@@ -101,8 +185,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--part", choices=["all", "venv"], default="all")
     args = parser.parse_args()
-    out = asyncio.run(main_async(1 if args.quick else args.reps))
+    out = asyncio.run(main_async(1 if args.quick else args.reps, args.part))
     print(json.dumps(out["summary"], indent=2))
 
 

@@ -29,11 +29,12 @@ from .errors import (
     StoreLockedError,
     TaskTimeoutError,
     TriggerError,
+    VirtualenvError,
     WorkerDiedError,
 )
 from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
-from .runners import Local, Process, Runner
+from .runners import Local, Process, Runner, Virtualenv
 from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState, TriggerRule
 from .templating import Template, TemplateError, TemplateRenderError
@@ -86,6 +87,8 @@ __all__ = [
     "TemplateRenderError",
     "TriggerError",
     "TriggerRule",
+    "Virtualenv",
+    "VirtualenvError",
     "WorkerDiedError",
     "dag",
     "task",

@@ -7,6 +7,7 @@ at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -220,6 +221,21 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("path", help="a DAG file (.py, .yaml, .yml) or a folder of them")
     validate.set_defaults(handler=cmd_validate)
 
+    env = sub.add_parser("env", help="the virtualenvs of Virtualenv tasks")
+    env_sub = env.add_subparsers(required=True, metavar="ACTION")
+    env_build = env_sub.add_parser(
+        "build",
+        help="build the virtualenv of every Virtualenv task in the DAG files under PATH "
+        "(ahead of serving them, e.g. in a Docker build); exit 1 if one cannot be built",
+    )
+    env_build.add_argument("path", help="a DAG file or a folder of them")
+    env_build.add_argument(
+        "--cache-dir",
+        help="build here, for tasks that name no cache_dir (default: $PODIUM_VENV_CACHE, else "
+        "~/.cache/podium/venvs)",
+    )
+    env_build.set_defaults(handler=cmd_env_build)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of YAML DAG files (for editors)")
     schema.set_defaults(handler=cmd_schema)
 
@@ -381,6 +397,52 @@ async def cmd_validate(args: argparse.Namespace) -> int:
     names = ", ".join(d.dag_id for d in result.dags)
     console.print(f"ok: {len(result.dags)} DAG(s) in {args.path}: {names}", highlight=False)
     return 0
+
+
+async def cmd_env_build(args: argparse.Namespace) -> int:
+    from .runners.sessions import runner_of
+    from .runners.venv import Virtualenv
+    from .runners.venv_build import ensure_env
+
+    result = load_dags(args.path)
+    for error in result.errors:
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
+    wanted: dict[tuple[str, str], Virtualenv] = {}
+    failed = bool(result.errors)
+    for d in result.dags:
+        for node in d.tasks.values():
+            runner = runner_of(d, node, None)
+            if not isinstance(runner, Virtualenv):
+                continue
+            if args.cache_dir and runner.cache_dir is None:
+                runner = dataclasses.replace(runner, cache_dir=args.cache_dir)
+            try:
+                key = runner.spec().key
+            except PodiumError as exc:
+                err_console.print(f"[bold red]error:[/] {d.dag_id}.{node.task_id}: {exc}")
+                failed = True
+                continue
+            wanted.setdefault((key, str(runner.resolve_cache_dir())), runner)
+    for runner in wanted.values():
+        started = time.monotonic()
+        try:
+            env = await ensure_env(runner.spec(), runner.resolve_cache_dir())
+        except PodiumError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            failed = True
+            continue
+        what = "built" if env.built else "cached"
+        console.print(
+            f"{what} {env.path} for {runner.spec().describe()} ({time.monotonic() - started:.1f}s)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not wanted:
+        console.print(f"no Virtualenv tasks in {args.path}", highlight=False)
+    return 1 if failed else 0
 
 
 async def cmd_schema(args: argparse.Namespace) -> int:

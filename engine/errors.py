@@ -73,6 +73,11 @@ class WorkerDiedError(RunnerError):
     """The worker process running a try died (a segfault, an OOM kill, ``os._exit``)."""
 
 
+class VirtualenvError(RunnerError):
+    """A task's virtualenv could not be built (the message ends with uv's own), or a task cannot
+    run in one (its function is not importable, an argument is not JSON)."""
+
+
 class Skip(Exception):
     """Raise inside a task to mark it ``skipped``; downstream tasks follow their trigger rules."""
 
@@ -105,6 +110,7 @@ __all__ = [
     "StoreLockedError",
     "TaskTimeoutError",
     "TriggerError",
+    "VirtualenvError",
     "WorkerDiedError",
     "describe_exception",
 ]

@@ -25,8 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +38,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .. import serialization
 from ..backoff import Backoff
-from ..errors import ResultError, RunnerError, WorkerDiedError, describe_exception
+from ..errors import RunnerError, WorkerDiedError, describe_exception
 from . import wire
 from .base import RunnerHost, TryCall
+from .children import Child, commit_checkpoint, context_facts, emit_log, remote_exception
 
 log = logging.getLogger("podium.runners")
 
@@ -70,13 +69,6 @@ class Process:
         return ProcessPool(self, host)
 
 
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process (set as its ``__cause__``)."""
-
-    def __str__(self) -> str:
-        return f"\n{self.args[0]}" if self.args else ""
-
-
 @dataclass(slots=True)
 class _Reply:
     value: Any = None
@@ -85,12 +77,13 @@ class _Reply:
 
 
 class _Worker:
-    """One worker process and its pipe."""
+    """One worker process (a ``Child``) and its framed pipe."""
 
-    def __init__(self, process: anyio.abc.Process) -> None:
+    def __init__(self, child: Child) -> None:
+        process = child.process
         assert process.stdin is not None and process.stdout is not None
-        self.process = process
-        self.pid = process.pid
+        self.child = child
+        self.pid = child.pid
         self._send = process.stdin
         self._receive = BufferedByteReceiveStream(process.stdout)
 
@@ -105,26 +98,6 @@ class _Worker:
             return wire.decode(await self._receive.receive_exactly(size))
         except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
             return None
-
-    async def exit_reason(self) -> str:
-        code = await self.process.wait()
-        return describe_exit(code)
-
-    def signal_group(self, signum: signal.Signals) -> None:
-        try:
-            os.killpg(self.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass  # the group is gone already
-
-
-def describe_exit(code: int) -> str:
-    """``SIGSEGV`` for a process killed by a signal, ``exit code 3`` otherwise."""
-    if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
 
 
 class ProcessPool:
@@ -200,22 +173,15 @@ class ProcessPool:
         while True:
             frame = await worker.receive()
             if frame is None:
-                raise WorkerDiedError(f"worker process died: {await worker.exit_reason()}")
+                reason = await worker.child.exit_reason()
+                raise WorkerDiedError(f"worker process died: {reason}")
             kind = frame[0]
             if kind == "log":
                 _, name, levelno, _levelname, message, created = frame
-                record = logging.LogRecord(name, levelno, "", 0, message, None, None)
-                record.created = created
-                logging.getLogger(name).handle(record)  # into the try's log, as if logged here
+                emit_log(name, levelno, message, created)
             elif kind == "checkpoint":
-                error: str | None = None
-                try:
-                    if call.context is None:
-                        raise RunnerError("the task has no Context to checkpoint with")
-                    await call.context.checkpoint(serialization.loads(frame[1]))
-                except (ResultError, RunnerError) as exc:
-                    error = str(exc)
-                await worker.send(("ack", error))
+                value = serialization.loads(frame[1])
+                await worker.send(("ack", await commit_checkpoint(call.context, value)))
             elif kind == "ok":
                 return _Reply(value=serialization.loads(frame[1]), retire=frame[2])
             elif kind == "raised":
@@ -249,18 +215,7 @@ class ProcessPool:
                 kwargs[name] = _NONE
             else:
                 kwargs[name] = _pack(task_id, name, value)
-        facts = None
-        if ctx is not None:
-            facts = {
-                "dag_id": ctx.dag_id,
-                "run_id": ctx.run_id,
-                "task_id": ctx.task_id,
-                "params": dict(ctx.params),
-                "try_number": ctx.try_number,
-                "logical_date": ctx.logical_date,
-                "event": ctx.event,
-                "last_checkpoint": ctx.last_checkpoint,
-            }
+        facts = context_facts(ctx) if ctx is not None else None
         return wire.Job(task_id, function, call.node.is_async, args, kwargs, facts, slot)
 
     # -- workers ------------------------------------------------------------------------------------
@@ -284,24 +239,18 @@ class ProcessPool:
         env["PYTHONPATH"] = os.pathsep.join(
             [_ENGINE_ROOT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         )
-        process = await anyio.open_process(
-            [sys.executable, "-m", "engine.runners.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            start_new_session=True,  # its own process group: killed whole, never by our Ctrl-C
-            env=env,
+        child = await Child.start(
+            [sys.executable, "-m", "engine.runners.worker"], ledger=self._host.ledger, env=env
         )
-        worker = _Worker(process)
+        worker = _Worker(child)
         self._live[worker.pid] = worker
         try:
-            with anyio.CancelScope(shield=True):
-                await self._host.ledger.started(worker.pid)  # committed before it takes a try
             root_level = logging.getLogger().getEffectiveLevel()
             await worker.send(("init", list(sys.path), root_level, self._host.max_log_bytes))
             ready = await worker.receive()
             if ready is None or ready[0] != "ready":
-                raise RunnerError(f"worker process failed to start: {await worker.exit_reason()}")
+                reason = await child.exit_reason()
+                raise RunnerError(f"worker process failed to start: {reason}")
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._stop(worker, graceful=False)
@@ -309,21 +258,10 @@ class ProcessPool:
         return worker
 
     async def _stop(self, worker: _Worker, *, graceful: bool = True) -> None:
-        """End a worker: close its pipe (an idle worker exits) or SIGTERM its group; SIGKILL the
-        group after the grace period; wait for it and forget its PID."""
-        process = worker.process
-        if process.returncode is None:
-            if graceful and process.stdin is not None:
-                await process.stdin.aclose()  # an idle worker exits at the end of its input
-            else:
-                worker.signal_group(signal.SIGTERM)
-            with anyio.move_on_after(self.spec.grace):
-                await process.wait()
-        worker.signal_group(signal.SIGKILL)  # whatever is left of its group, the task's children
-        await process.wait()
-        await process.aclose()
+        """End a worker (``Child.stop``: an idle one exits when its pipe closes, a busy one gets
+        SIGTERM, then SIGKILL of its group after the grace period) and forget it."""
+        await worker.child.stop(grace=self.spec.grace, graceful=graceful)
         self._live.pop(worker.pid, None)
-        self._host.ledger.exited(worker.pid)
 
 
 def _pack(task_id: str, name: str, value: Any) -> bytes:
@@ -347,10 +285,4 @@ def _rebuild(frame: tuple[Any, ...]) -> BaseException:
             loaded = pickle.loads(payload)
         except Exception:
             loaded = None
-    exc: BaseException
-    if isinstance(loaded, (Exception, SystemExit)):  # never a KeyboardInterrupt in the engine
-        exc = loaded
-    else:
-        exc = RunnerError(f"{name}: {message}" if message else name)
-    exc.__cause__ = RemoteTraceback(text)
-    return exc
+    return remote_exception(name, message, text, loaded)

@@ -11,7 +11,6 @@ group after a grace period.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
 import pickle
@@ -29,8 +28,8 @@ from ..context import Context
 from ..errors import ResultError
 from ..serialization import encode_result
 from . import wire
+from .venv_bootstrap import ForwardHandler, LineWriter
 
-_LINE_CHUNK = 64 * 1024
 _LIMITS = [
     getattr(resource, name)
     for name in ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_CPU", "RLIMIT_NOFILE")
@@ -91,53 +90,6 @@ class Channel:
             raise RuntimeError(f"unexpected frame from the engine: {reply[0]!r}")
         if reply[1] is not None:
             raise ResultError(reply[1])
-
-
-class _ForwardHandler(logging.Handler):
-    def __init__(self, channel: Channel) -> None:
-        super().__init__(level=logging.DEBUG)
-        self._channel = channel
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = self.format(record)
-            self._channel.log(record.name, record.levelno, message, record.created)
-        except Exception:
-            self.handleError(record)
-
-
-class _LineWriter(io.TextIOBase):
-    """``sys.stdout`` / ``sys.stderr`` of a worker: each line becomes a log line of the try."""
-
-    def __init__(self, channel: Channel, name: str, levelno: int) -> None:
-        self._channel = channel
-        self._name = name
-        self._levelno = levelno
-        self._buffer = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._buffer += text
-        while "\n" in self._buffer or len(self._buffer) >= _LINE_CHUNK:
-            line, sep, rest = self._buffer.partition("\n")
-            if not sep or len(line) > _LINE_CHUNK:
-                line, rest = self._buffer[:_LINE_CHUNK], self._buffer[_LINE_CHUNK:]
-            self._buffer = rest
-            self._emit(line)
-        return len(text)
-
-    def flush(self) -> None:
-        if self._buffer:
-            line, self._buffer = self._buffer, ""
-            self._emit(line)
-
-    def _emit(self, line: str) -> None:
-        import time
-
-        self._channel.log(self._name, self._levelno, line, time.time())
 
 
 class _WorkerContext(Context):
@@ -243,13 +195,13 @@ def main() -> None:
     sys.path[:] = path
     channel.max_log_bytes = max_log_bytes
     root = logging.getLogger()
-    root.handlers[:] = [_ForwardHandler(channel)]
+    root.handlers[:] = [ForwardHandler(channel.log)]
     root.setLevel(root_level)
     task_logger = logging.getLogger("podium.task")
     if task_logger.level == logging.NOTSET or task_logger.level > logging.INFO:
         task_logger.setLevel(logging.INFO)
-    sys.stdout = _LineWriter(channel, "podium.task.stdout", logging.INFO)
-    sys.stderr = _LineWriter(channel, "podium.task.stderr", logging.WARNING)
+    sys.stdout = LineWriter(channel.log, "podium.task.stdout", logging.INFO)
+    sys.stderr = LineWriter(channel.log, "podium.task.stderr", logging.WARNING)
     signal.signal(signal.SIGTERM, _on_sigterm)
     channel.send(("ready", os.getpid()))
     try:

@@ -1,0 +1,223 @@
+"""The Virtualenv runner (engine/runners/venv.py) on a real engine, with real environments built by
+uv from PyPI. Builds cost seconds each, so the module shares one cache folder (a session fixture)
+and builds three environments in all: the legacy one (tabulate, which the engine's venv lacks, and
+an older packaging than the engine's), the one `podium env build` builds ahead, and the one that
+cannot be built. Nothing here waits on time: the tests wait for runs, and for a pid file."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import packaging
+import pytest
+
+from engine import Engine, RunState, Virtualenv, dag, task
+from engine.loader import load_dags
+from engine.runners.reaper import start_time
+from engine.runners.venv_build import MARKER
+
+sys.path.insert(0, str(Path(__file__).parent))
+import runner_tasks as rt
+import venv_tasks as vt
+
+HERE = Path(__file__).parent
+pytestmark = pytest.mark.slow
+
+LEGACY = ["tabulate", "packaging==23.2"]
+
+
+@pytest.fixture(scope="session")
+def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("venvs")
+
+
+def legacy(cache: Path, **options: Any) -> Virtualenv:
+    return Virtualenv(requirements=LEGACY, cache_dir=cache, **options)
+
+
+async def run_dag(engine: Engine, dag_id: str, timeout: float = 300) -> Any:
+    run = await engine.trigger(dag_id)
+    return await run.wait(timeout=timeout)
+
+
+def env_dirs(cache: Path) -> list[str]:
+    """The environments in the cache (and no build left half-done)."""
+    building = cache / ".building"
+    assert not building.exists() or not list(building.iterdir())
+    return sorted(p.name for p in cache.iterdir() if p.name != ".building")
+
+
+async def test_a_task_gets_its_own_packages_and_a_second_task_reuses_the_env(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    assert importlib.util.find_spec("tabulate") is None  # the engine's venv lacks it
+    assert packaging.__version__ != "23.2"
+
+    @dag
+    def first() -> None:
+        task(runner=legacy(venv_cache))(vt.versions)([["a", 1]])
+        task(runner=legacy(venv_cache), task_id="twin")(vt.versions)([["b", 2]])
+
+    async with Engine(tmp_path / "a.db", dags=[first]) as engine:
+        run = await run_dag(engine, "first")
+    assert run.state is RunState.SUCCESS, {t: i.error for t, i in run.tasks.items()}
+    seen, twin = run.tasks["versions"].result, run.tasks["twin"].result
+    assert seen["packaging"] == "23.2" and seen["table"] == "a  1"
+    assert seen["pid"] != os.getpid() and twin["pid"] != seen["pid"]  # a process per try
+    env = Path(seen["prefix"])
+    assert twin["prefix"] == seen["prefix"] and env.parent == venv_cache  # one env, built once
+    marker = (env / MARKER).stat()
+    assert env_dirs(venv_cache).count(env.name) == 1
+
+    # another engine, another setting, the same requirements in another order: no rebuild
+    again = Virtualenv(requirements=list(reversed(LEGACY)), cache_dir=venv_cache, grace=1.0)
+
+    @dag
+    def second() -> None:
+        task(runner=again, task_id="later")(vt.versions)([["c", 3]])
+
+    async with Engine(tmp_path / "b.db", dags=[second]) as engine:
+        later = await run_dag(engine, "second")
+    assert later.tasks["later"].result["prefix"] == str(env)
+    after = (env / MARKER).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (marker.st_ino, marker.st_mtime_ns)
+
+
+async def test_logs_checkpoints_results_and_exceptions_cross_the_channel(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    env = legacy(venv_cache)
+    factor = 3
+
+    def closure(x: int) -> int:
+        return x * factor
+
+    @dag
+    def talk() -> None:
+        task(runner=env, retries=1)(vt.chatty)(3, fail_after=2)
+        task(runner=env)(vt.async_sum)([1, 2, 3])
+        task(runner=env)(vt.not_json)()
+        task(runner=env, task_id="set_argument")(vt.async_sum)({1, 2})
+        task(runner=env, task_id="closure")(closure)(2)
+        task(runner=env, task_id="imports_engine")(rt.pid_of)()
+
+    async with Engine(tmp_path / "t.db", dags=[talk]) as engine:
+        run = await run_dag(engine, "talk")
+        logs = await engine.task_logs(run.run_id, "chatty")
+    tasks = run.tasks
+    chatty = tasks["chatty"]
+    # try 1 checkpointed pages 1 and 2, then raised; try 2 resumed after page 2
+    assert chatty.state == "success" and chatty.try_number == 2
+    assert chatty.result == {"started_at": 2, "try": 2, "task": "chatty"}
+    assert chatty.checkpoint == 3
+    assert chatty.tries[0].error == "ValueError: failed after page 2"  # a builtin comes back as is
+    assert "in chatty" in (chatty.tries[0].traceback or "")  # the task process's own traceback
+    assert [(line["try_number"], line["level"], line["message"]) for line in logs] == [
+        (1, "INFO", "page 1 of 3"),
+        (1, "INFO", "printed page 1"),
+        (1, "INFO", "page 2 of 3"),
+        (1, "INFO", "printed page 2"),
+        (2, "INFO", "page 3 of 3"),
+        (2, "INFO", "printed page 3"),
+    ]
+    assert tasks["async_sum"].result == 6
+    assert tasks["not_json"].error.startswith(
+        "ResultError: result of task 'not_json' is not JSON-serializable"
+    )
+    assert tasks["set_argument"].error.startswith("VirtualenvError: task 'set_argument': argument")
+    assert "builtins.set" in tasks["set_argument"].error
+    assert "importable by module:qualname" in tasks["closure"].error
+    assert tasks["imports_engine"].error == (
+        "ImportError: module 'runner_tasks' imports 'engine', which the virtualenv does not have: "
+        "define the task's function in a module that does not import the engine"
+    )
+
+
+async def test_a_requirement_that_cannot_be_installed_fails_the_try_with_uvs_message(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    broken = Virtualenv(requirements=["nonexistent-package-xyz==1.0"], cache_dir=venv_cache)
+    known = env_dirs(venv_cache)
+
+    @dag
+    def doomed() -> None:
+        task(runner=broken)(vt.async_sum)([1])
+
+    @dag
+    def fine() -> None:
+        task(runner=legacy(venv_cache))(vt.async_sum)([1, 2])
+        task(task_id="here")(vt.async_sum)([3])
+
+    async with Engine(tmp_path / "x.db", dags=[doomed, fine]) as engine:
+        run = await run_dag(engine, "doomed")
+        after = await run_dag(engine, "fine")  # the engine keeps serving
+    error = run.tasks["async_sum"].error
+    assert error.startswith("VirtualenvError: cannot build the virtualenv for [nonexistent")
+    assert "nonexistent-package-xyz was not found in the package registry" in error  # uv's words
+    assert after.state is RunState.SUCCESS
+    assert after.tasks["async_sum"].result == 3 and after.tasks["here"].result == 3
+    assert env_dirs(venv_cache) == known  # nothing left of the failed build
+
+
+async def test_cancel_kills_the_task_process_and_its_record_goes(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+
+    @dag
+    def spinning() -> None:
+        task(runner=legacy(venv_cache, grace=0.5))(vt.spin_forever)(str(pid_file))
+
+    async with Engine(tmp_path / "k.db", dags=[spinning]) as engine:
+        started = await engine.trigger("spinning")
+        with anyio.fail_after(120):  # the task writes its pid once it runs
+            while not pid_file.exists() or not pid_file.read_text():
+                await anyio.sleep(0.01)
+        pid = int(pid_file.read_text())
+        began = start_time(pid)
+        assert pid in {r.pid for r in await engine.store.runner_processes()}  # the reaper knows
+        await engine.cancel(started.run_id)
+        run = await engine.wait_run(started.run_id, timeout=60)
+        assert run.state is RunState.CANCELLED
+        assert start_time(pid) is None or start_time(pid) != began
+        assert await engine.store.runner_processes() == []
+
+
+async def test_podium_env_build_builds_ahead_and_a_run_then_starts_without_building(
+    tmp_path: Path, venv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "tables.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import venv_tasks\n"
+        "from engine import Virtualenv, dag, task\n\n"
+        "@dag\n"
+        "def tables():\n"
+        "    task(runner=Virtualenv(requirements=['tabulate']))(venv_tasks.table)([['x', 9]])\n"
+    )
+    known = set(env_dirs(venv_cache))
+    command = [sys.executable, "-m", "engine", "env", "build", str(dags)]
+    environ = {**os.environ, "PODIUM_VENV_CACHE": str(venv_cache)}
+    built = await anyio.run_process(command, env=environ, check=False)
+    assert built.returncode == 0, built.stderr.decode()
+    assert built.stdout.decode().startswith("built ")
+    (new,) = set(env_dirs(venv_cache)) - known
+    marker = (venv_cache / new / MARKER).stat()
+    again = await anyio.run_process(command, env=environ, check=False)
+    assert again.returncode == 0 and again.stdout.decode().startswith("cached ")
+
+    loaded = load_dags(dags)
+    assert not loaded.errors
+    monkeypatch.setenv("PODIUM_VENV_CACHE", str(venv_cache))  # read when the runner opens
+    async with Engine(tmp_path / "e.db", dags=loaded.dags) as engine:
+        run = await run_dag(engine, "tables")
+    assert run.tasks["table"].result == "x  9"
+    after = (venv_cache / new / MARKER).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (marker.st_ino, marker.st_mtime_ns)
