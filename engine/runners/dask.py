@@ -132,29 +132,30 @@ class DaskSession:
         self._tries[key] = entry
         future: Any = None
         try:
-            future = client.submit(
-                run_job,
-                job,
-                self._topic,
-                key,
-                self._host.max_log_bytes,
-                logging.getLogger().getEffectiveLevel(),
-                key=key,
-                pure=False,
-                retries=0,
-            )
             try:
+                future = client.submit(
+                    run_job,
+                    job,
+                    self._topic,
+                    key,
+                    self._host.max_log_bytes,
+                    logging.getLogger().getEffectiveLevel(),
+                    key=key,
+                    pure=False,
+                    retries=0,
+                )
                 reply: tuple[Any, ...] = await future
             except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):
-                    await self._abandon(client, future, call.task_id, entry)
+                if future is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._abandon(client, future, call.task_id, entry)
                 raise
             except FutureCancelled as exc:  # the client lost the scheduler
                 raise RunnerError(
                     f"task {call.task_id!r}: the Dask scheduler at {self.spec.address} went away "
                     f"while the try was queued or running ({describe_exception(exc)})"
                 ) from None
-            except Exception as exc:  # distributed's own failures (a worker killed, ...)
+            except Exception as exc:  # distributed's own failures (a worker killed, closed, ...)
                 raise RunnerError(
                     f"task {call.task_id!r}: Dask could not run the try: {describe_exception(exc)}"
                 ) from exc
@@ -203,7 +204,12 @@ class DaskSession:
 
     def _on_event(self, event: tuple[float, Any]) -> None:
         """A message from a worker on this client's topic (runs in the client's task)."""
-        _, msg = event
+        try:
+            self._route(event[1])
+        except Exception as exc:  # a malformed message must not stop the client's report loop
+            log.debug("dropped a Dask event: %s", describe_exception(exc))
+
+    def _route(self, msg: Any) -> None:
         entry = self._tries.get(str(msg.get("key"))) if isinstance(msg, dict) else None
         if entry is None:
             return  # a try no longer waited for (cancelled, timed out): dropped
@@ -214,7 +220,8 @@ class DaskSession:
             self._write(entry, "podium.runners.dask", logging.INFO, message, msg.get("created"))
         elif kind == "log":
             created = msg.get("created")
-            self._write(entry, msg["name"], msg["levelno"], msg["message"], created)
+            name, levelno = str(msg["name"]), int(msg["levelno"])
+            self._write(entry, name, levelno, str(msg["message"]), created)
             entry.received += 1
             if entry.expected is not None and entry.received >= entry.expected:
                 entry.drained.set()

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import Dask, Engine, RunState, dag, task
+from engine import Dask, Engine, RunnerError, RunState, dag, task
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dask_tasks as dt
@@ -223,3 +223,23 @@ async def _wait_tried(engine: Engine, run_id: str, task_id: str) -> Any:
             if tries and tries[0].finished_at is not None:
                 return tries[0]
             await anyio.sleep(0.02)
+
+
+async def test_an_unreachable_scheduler_fails_the_try_not_the_engine(tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(RunnerError, match="needs a scheduler address"):
+        Dask(address="")
+
+    @dag
+    def mixed() -> None:
+        task(runner=Dask(address=address, connect_timeout=0.5))(dt.where_async)(str(tmp_path / "l"))
+        task(dt.note)(str(tmp_path / "l"), "here")
+
+    async with Engine(tmp_path / "u.db", dags=[mixed]) as engine:  # starts all the same
+        run = await (await engine.trigger("mixed")).wait(timeout=60)
+    assert run.tasks["note"].state == "success"
+    error = run.tasks["where_async"].error
+    assert error is not None and error.startswith(
+        f"RunnerError: cannot reach the Dask scheduler at {address}: "
+    ), error
+    assert dt.lines(tmp_path / "l") == ["here"]
