@@ -13,12 +13,18 @@ package) into an empty Podium cache, once with uv's own download cache empty too
 fetched) and once with it warm; and the warm start of a try, a one-task run on an environment
 found in the cache (interpreter start-up, import of the task's module, the JSON-lines exchange),
 next to the same one-task run on the default runner and on a warm ``Process(workers=1)``. ``--part venv`` measures only these.
+With ``distributed`` installed (``podium[dask]``, in dev), the same rows on ``Dask(address=...)``
+against a ``LocalCluster`` of 2 worker processes x 1 thread on loopback (its scheduler in a thread
+of this process), and the same no-op tasks submitted straight to that cluster with
+``client.submit`` (no Podium), so the Dask runner's overhead shows beside Local's and Dask's own.
+``--no-dask`` skips them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
@@ -134,7 +140,55 @@ async def measure_venv(reps: int) -> dict[str, Any]:
     }
 
 
-async def main_async(reps: int, part: str = "all") -> dict[str, Any]:
+async def raw_dask(address: str, reps: int, tasks: int = TASKS) -> dict[str, Any]:
+    """No-op tasks submitted straight to the cluster and awaited, one batch per rep: Dask's own
+    cost per task, the floor under the Dask runner's."""
+    from distributed import Client
+
+    from benchmarks.runners import burn as work
+
+    samples: list[float] = []
+    async with Client(address, asynchronous=True, set_as_default=False) as client:
+        for rep in range(reps + 1):  # the first is the warm-up
+            started = time.perf_counter()
+            futures = [client.submit(work, 0, pure=False) for _ in range(tasks)]
+            await client.gather(futures)
+            spent = time.perf_counter() - started
+            del futures
+            if rep:
+                samples.append(spent)
+    return {"median_s": statistics.median(samples), "samples_s": samples}
+
+
+async def dask_rows(address: str, iterations: int, reps: int) -> dict[str, Any]:
+    from engine import Dask
+
+    on_dask = Dask(address=address)
+    return {
+        "cpu_dask2": await measure(on_dask, iterations, reps),
+        "noop_dask2": await measure(on_dask, 0, reps),
+        "noop_raw_dask2": await raw_dask(address, reps),
+    }
+
+
+def dask_summary(results: dict[str, Any]) -> dict[str, Any]:
+    ms = {name: row["median_s"] / TASKS * 1000 for name, row in results.items()}
+    return {
+        "cpu_dask2_wall_s": results["cpu_dask2"]["median_s"],
+        "speedup_dask2_vs_threads": (
+            results["cpu_threads"]["median_s"] / results["cpu_dask2"]["median_s"]
+        ),
+        "noop_dask2_ms_per_task": ms["noop_dask2"],
+        "noop_raw_dask2_ms_per_task": ms["noop_raw_dask2"],
+        # what the Dask runner adds per task over the built-in path, and over Dask itself
+        "dask_overhead_vs_local_ms_per_task": ms["noop_dask2"] - ms["noop_threads"],
+        "dask_overhead_vs_raw_dask_ms_per_task": ms["noop_dask2"] - ms["noop_raw_dask2"],
+    }
+
+
+async def main_async(
+    reps: int, part: str = "all", dask_address: str | None = None
+) -> dict[str, Any]:
     from engine import Process
 
     if part == "venv":
@@ -158,6 +212,8 @@ async def main_async(reps: int, part: str = "all") -> dict[str, Any]:
         "noop_threads": await measure(None, 0, reps),
         "noop_process2": await measure(pool, 0, reps),
     }
+    if dask_address is not None:
+        results.update(await dask_rows(dask_address, iterations, reps))
     threads, process = results["cpu_threads"]["median_s"], results["cpu_process2"]["median_s"]
     noop_t, noop_p = results["noop_threads"]["median_s"], results["noop_process2"]["median_s"]
     summary = {
@@ -173,11 +229,13 @@ async def main_async(reps: int, part: str = "all") -> dict[str, Any]:
         # what the pool adds per task, over the built-in path, with 2 workers sharing the run
         "pool_overhead_ms_per_task": (noop_p - noop_t) / TASKS * 1000,
     }
+    if dask_address is not None:
+        summary.update(dask_summary(results))
     if part == "all":
         venv = await measure_venv(reps)
         results["venv"] = venv
         summary.update({k: v for k, v in venv.items() if not k.endswith("samples_s")})
-        summary["load_average_1m_before_after"][1] = os.getloadavg()[0]
+    summary["load_average_1m_before_after"] = [load_before, os.getloadavg()[0]]
     return {"summary": summary, "results": results}
 
 
@@ -186,8 +244,23 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--part", choices=["all", "venv"], default="all")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask rows")
     args = parser.parse_args()
-    out = asyncio.run(main_async(1 if args.quick else args.reps, args.part))
+    reps = 1 if args.quick else args.reps
+    if args.part == "venv" or args.no_dask or importlib.util.find_spec("distributed") is None:
+        out = asyncio.run(main_async(reps, args.part))
+    else:
+        from distributed import LocalCluster
+
+        with LocalCluster(
+            processes=True,
+            n_workers=2,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        ) as cluster:
+            out = asyncio.run(main_async(reps, args.part, cluster.scheduler_address))
     print(json.dumps(out["summary"], indent=2))
 
 

@@ -2,8 +2,8 @@
 
 The public API: define pipelines with ``@task`` and ``@dag``, run them with ``Engine``; alerts go to
 ``SlackWebhook``, ``JSONWebhook`` or ``CallbackNotifier`` (any ``Notifier``), tuned by
-``SlownessPolicy`` and ``SLA``. Where tasks run: ``Local`` (default) or ``Process`` (a pool of worker
-processes), any ``Runner``. Triggers are in ``sensors``.
+``SlownessPolicy`` and ``SLA``. Where tasks run: ``Local`` (default), ``Process`` (a pool of worker
+processes), ``Dask`` (a Dask cluster), any ``Runner``. Triggers are in ``sensors``.
 """
 
 from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, SlackWebhook
@@ -34,7 +34,7 @@ from .errors import (
 )
 from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
-from .runners import Local, Process, Runner, Virtualenv
+from .runners import Dask, Local, Process, Runner, Virtualenv
 from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState, TriggerRule
 from .templating import Template, TemplateError, TemplateRenderError
@@ -50,6 +50,7 @@ __all__ = [
     "Context",
     "DAGError",
     "DAGNotFoundError",
+    "Dask",
     "Engine",
     "EngineStoppedError",
     "JSONWebhook",

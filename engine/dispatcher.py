@@ -143,6 +143,8 @@ class Dispatcher:
                 thread_limiter=self._thread_limiter,
                 max_result_bytes=self._max_result_bytes,
                 runner=runners.session_for(run.dag, rec.node) if runners is not None else None,
+                run_id=run.run_id,  # runners (dask): the try a runner session runs
+                try_number=rec.try_number,
             )
         finally:
             if traced is not None:

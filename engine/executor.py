@@ -69,6 +69,8 @@ async def run_try(
     thread_limiter: anyio.CapacityLimiter,
     max_result_bytes: int | None,
     runner: RunnerSession | None = None,
+    run_id: str = "",  # runners: which try the runner session runs (a Dask key names it)
+    try_number: int = 0,
 ) -> TryResult:
     """Run one try of ``node``. Cancellation of ``scope`` ends it as CANCELLED; an outer
     cancellation (engine torn down) propagates untouched. ``runner``: the session that runs the
@@ -93,7 +95,8 @@ async def run_try(
                 _invoke, node.definition.fn, node.is_async, args, kwargs, thread_limiter
             )
         else:  # runners (engine/runners): the task's runner session runs the body
-            body = functools.partial(runner.call, TryCall(node, args, kwargs, ctx))
+            call = TryCall(node, args, kwargs, ctx, run_id=run_id, try_number=try_number)
+            body = functools.partial(runner.call, call)
         with scope:
             timeout = node.options.timeout
             if timeout is None:

@@ -4,15 +4,19 @@
 - ``Process(workers=N)``: a warm pool of worker processes (``process.py``);
 - ``Virtualenv(requirements=[...])``: a process of the task's own environment, built with uv
   (``venv.py``).
+- ``Dask(address=...)``: a running Dask cluster (``dask.py``; extra ``podium[dask]``).
 
 ``docs/runners.md`` says when to use which.
 """
 
 from .base import Local, Runner, RunnerHost, RunnerSession, TryCall, WorkerLedger
+from .dask import Dask, DaskSession
 from .process import Process, ProcessPool
 from .venv import Virtualenv, VirtualenvSession
 
 __all__ = [
+    "Dask",
+    "DaskSession",
     "Local",
     "Process",
     "ProcessPool",

@@ -31,6 +31,8 @@ class TryCall:
     args: list[Any]
     kwargs: dict[str, Any]
     context: Context | None  # the try's Context, if the task asked for one (it is in args/kwargs)
+    run_id: str = ""  # which try this is (a Dask key names it): the run, and the try's number
+    try_number: int = 0
 
     @property
     def task_id(self) -> str:

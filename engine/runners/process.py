@@ -33,20 +33,18 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
-import cloudpickle
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .. import serialization
 from ..backoff import Backoff
-from ..errors import RunnerError, WorkerDiedError, describe_exception
+from ..errors import RunnerError, WorkerDiedError
 from . import wire
 from .base import RunnerHost, TryCall
-from .children import Child, commit_checkpoint, context_facts, emit_log, remote_exception
+from .children import Child, commit_checkpoint, emit_log, remote_exception
 
 log = logging.getLogger("podium.runners")
 
 _ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the engine package
-_NONE = pickle.dumps(None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +146,7 @@ class ProcessPool:
     # -- running a try ------------------------------------------------------------------------------
 
     async def call(self, call: TryCall) -> Any:
-        job = self._job(call)  # a RunnerError here fails the try before it starts
+        job = wire.job_for(call)  # a RunnerError here fails the try before it starts
         try:
             worker = await self._idle_receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -188,35 +186,6 @@ class ProcessPool:
                 return _Reply(error=_rebuild(frame), retire=frame[5])
             else:
                 raise RunnerError(f"unexpected frame from worker {worker.pid}: {kind!r}")
-
-    def _job(self, call: TryCall) -> wire.Job:
-        task_id = call.task_id
-        fn = call.node.definition.fn
-        try:
-            function = wire.pack_function(fn)
-        except Exception as exc:
-            raise RunnerError(
-                f"task {task_id!r}: its function cannot be sent to a worker process: "
-                f"{describe_exception(exc)}"
-            ) from None
-        ctx = call.context
-        slot: str | int | None = None
-        args: list[bytes] = []
-        for index, (name, value) in enumerate(zip(call.argument_names(), call.args, strict=True)):
-            if ctx is not None and value is ctx:
-                slot = index
-                args.append(_NONE)
-            else:
-                args.append(_pack(task_id, name, value))
-        kwargs: dict[str, bytes] = {}
-        for name, value in call.kwargs.items():
-            if ctx is not None and value is ctx:
-                slot = name
-                kwargs[name] = _NONE
-            else:
-                kwargs[name] = _pack(task_id, name, value)
-        facts = context_facts(ctx) if ctx is not None else None
-        return wire.Job(task_id, function, call.node.is_async, args, kwargs, facts, slot)
 
     # -- workers ------------------------------------------------------------------------------------
 
@@ -262,18 +231,6 @@ class ProcessPool:
         SIGTERM, then SIGKILL of its group after the grace period) and forget it."""
         await worker.child.stop(grace=self.spec.grace, graceful=graceful)
         self._live.pop(worker.pid, None)
-
-
-def _pack(task_id: str, name: str, value: Any) -> bytes:
-    try:
-        data: bytes = cloudpickle.dumps(value)
-    except Exception as exc:
-        kind = type(value)
-        raise RunnerError(
-            f"task {task_id!r}: argument {name!r} of type {kind.__module__}.{kind.__qualname__} "
-            f"cannot be sent to a worker process: {describe_exception(exc)}"
-        ) from None
-    return data
 
 
 def _rebuild(frame: tuple[Any, ...]) -> BaseException:

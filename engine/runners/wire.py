@@ -19,12 +19,19 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import cloudpickle
 
+from ..errors import RunnerError, describe_exception
+from .children import context_facts
+
+if TYPE_CHECKING:
+    from .base import TryCall
+
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 31
+_NONE = pickle.dumps(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,50 @@ def load_function(function: FunctionRef | bytes) -> Callable[..., Any]:
     if not callable(fn):
         raise TypeError(f"{fn!r} is not callable")
     return cast(Callable[..., Any], fn)
+
+
+def job_for(call: TryCall) -> Job:
+    """The ``Job`` a worker runs for ``call`` (``Process`` and ``Dask``); a ``RunnerError`` if the
+    function or an argument cannot be sent, naming the argument and its type."""
+    task_id = call.task_id
+    fn = call.node.definition.fn
+    try:
+        function = pack_function(fn)
+    except Exception as exc:
+        raise RunnerError(
+            f"task {task_id!r}: its function cannot be sent to a worker process: "
+            f"{describe_exception(exc)}"
+        ) from None
+    ctx = call.context
+    slot: str | int | None = None
+    args: list[bytes] = []
+    for index, (name, value) in enumerate(zip(call.argument_names(), call.args, strict=True)):
+        if ctx is not None and value is ctx:
+            slot = index
+            args.append(_NONE)
+        else:
+            args.append(_pack(task_id, name, value))
+    kwargs: dict[str, bytes] = {}
+    for name, value in call.kwargs.items():
+        if ctx is not None and value is ctx:
+            slot = name
+            kwargs[name] = _NONE
+        else:
+            kwargs[name] = _pack(task_id, name, value)
+    facts = context_facts(ctx) if ctx is not None else None
+    return Job(task_id, function, call.node.is_async, args, kwargs, facts, slot)
+
+
+def _pack(task_id: str, name: str, value: Any) -> bytes:
+    try:
+        data: bytes = cloudpickle.dumps(value)
+    except Exception as exc:
+        kind = type(value)
+        raise RunnerError(
+            f"task {task_id!r}: argument {name!r} of type {kind.__module__}.{kind.__qualname__} "
+            f"cannot be sent to a worker process: {describe_exception(exc)}"
+        ) from None
+    return data
 
 
 def encode(frame: tuple[Any, ...]) -> bytes:
