@@ -17,7 +17,6 @@ threads' lines go where they went before.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
@@ -25,14 +24,13 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
 from ..context import Context
 from ..errors import RunnerError
 from ..serialization import encode_result
 from . import wire
-from .worker import _raised
+from .worker import _raised, call_in_worker
 
 _LINE_CHUNK = 64 * 1024
 _local = threading.local()  # .forwarder: the try this thread runs, if any
@@ -173,17 +171,8 @@ def run_job(
         fn = wire.load_function(job.function)
         args = [pickle.loads(a) for a in job.args]
         kwargs = {k: pickle.loads(v) for k, v in job.kwargs.items()}
-        if job.context is not None:
-            ctx = _DaskContext(job.context)
-            if isinstance(job.context_slot, int):
-                args[job.context_slot] = ctx
-            elif job.context_slot is not None:
-                kwargs[job.context_slot] = ctx
-        if job.is_async:
-            coro: Callable[..., Coroutine[Any, Any, Any]] = fn
-            value = asyncio.run(coro(*args, **kwargs))
-        else:
-            value = fn(*args, **kwargs)
+        ctx = _DaskContext(job.context) if job.context is not None else None
+        value = call_in_worker(fn, job.is_async, args, kwargs, job.context_slot, ctx)
         data = encode_result(value, what=f"result of task {job.task_id!r}", max_bytes=None)
     except BaseException as exc:  # the task's failure is the try's, sent back whole
         raised = _raised(exc, retire=False)[:5]

@@ -196,21 +196,9 @@ class VirtualenvSession:
                 f"got {getattr(fn, '__qualname__', fn)!r}"
             )
         ctx = call.context
-        slot: str | int | None = None
-        args: list[Any] = []
-        for index, (name, value) in enumerate(zip(call.argument_names(), call.args, strict=True)):
-            if ctx is not None and value is ctx:
-                slot = index
-                args.append(None)
-            else:
-                args.append(_json_argument(task_id, name, value))
-        kwargs: dict[str, Any] = {}
-        for name, value in call.kwargs.items():
-            if ctx is not None and value is ctx:
-                slot = name
-                kwargs[name] = None
-            else:
-                kwargs[name] = _json_argument(task_id, name, value)
+        args, kwargs, slot = wire.pack_arguments(
+            call, lambda name, value: _json_argument(task_id, name, value), None
+        )
         job = {
             "function": {
                 "module": ref.module,

@@ -19,7 +19,7 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import cloudpickle
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 31
 _NONE = pickle.dumps(None)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,23 +122,35 @@ def job_for(call: TryCall) -> Job:
             f"{describe_exception(exc)}"
         ) from None
     ctx = call.context
+    args, kwargs, slot = pack_arguments(
+        call, lambda name, value: _pack(task_id, name, value), _NONE
+    )
+    facts = context_facts(ctx) if ctx is not None else None
+    return Job(task_id, function, call.node.is_async, args, kwargs, facts, slot)
+
+
+def pack_arguments(
+    call: TryCall, pack: Callable[[str, Any], T], placeholder: T
+) -> tuple[list[T], dict[str, T], str | int | None]:
+    """A try's arguments, each through ``pack(name, value)``, with the ``Context`` left out: it is
+    built on the other side, at the returned slot (a position, a keyword, or None)."""
+    ctx = call.context
     slot: str | int | None = None
-    args: list[bytes] = []
+    args: list[T] = []
     for index, (name, value) in enumerate(zip(call.argument_names(), call.args, strict=True)):
         if ctx is not None and value is ctx:
             slot = index
-            args.append(_NONE)
+            args.append(placeholder)
         else:
-            args.append(_pack(task_id, name, value))
-    kwargs: dict[str, bytes] = {}
+            args.append(pack(name, value))
+    kwargs: dict[str, T] = {}
     for name, value in call.kwargs.items():
         if ctx is not None and value is ctx:
             slot = name
-            kwargs[name] = _NONE
+            kwargs[name] = placeholder
         else:
-            kwargs[name] = _pack(task_id, name, value)
-    facts = context_facts(ctx) if ctx is not None else None
-    return Job(task_id, function, call.node.is_async, args, kwargs, facts, slot)
+            kwargs[name] = pack(name, value)
+    return args, kwargs, slot
 
 
 def _pack(task_id: str, name: str, value: Any) -> bytes:

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, BinaryIO, NoReturn
 
 import cloudpickle
@@ -126,17 +126,8 @@ def _run(channel: Channel, job: wire.Job) -> None:
         fn = wire.load_function(job.function)
         args = [pickle.loads(a) for a in job.args]
         kwargs = {k: pickle.loads(v) for k, v in job.kwargs.items()}
-        if job.context is not None:
-            ctx = _WorkerContext(channel, job.context)
-            if isinstance(job.context_slot, int):
-                args[job.context_slot] = ctx
-            elif job.context_slot is not None:
-                kwargs[job.context_slot] = ctx
-        if job.is_async:
-            coro: Callable[..., Coroutine[Any, Any, Any]] = fn
-            value = asyncio.run(coro(*args, **kwargs))
-        else:
-            value = fn(*args, **kwargs)
+        ctx = _WorkerContext(channel, job.context) if job.context is not None else None
+        value = call_in_worker(fn, job.is_async, args, kwargs, job.context_slot, ctx)
         data = encode_result(value, what=f"result of task {job.task_id!r}", max_bytes=None)
     except _Terminated:
         raise
@@ -166,6 +157,26 @@ def _raised(exc: BaseException, *, retire: bool) -> tuple[Any, ...]:
         else f"{kind.__module__}.{kind.__qualname__}"
     )
     return ("raised", payload, name, str(exc), text, retire)
+
+
+def call_in_worker(
+    fn: Callable[..., Any],
+    is_async: bool,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    slot: str | int | None,
+    ctx: Any,
+) -> Any:
+    """Call a task's function on the worker's side, with its context at ``slot``; an async one
+    runs under its own event loop (a worker process or a Dask worker thread runs none)."""
+    if ctx is not None:
+        if isinstance(slot, int):
+            args[slot] = ctx
+        elif slot is not None:
+            kwargs[slot] = ctx
+    if is_async:
+        return asyncio.run(fn(*args, **kwargs))
+    return fn(*args, **kwargs)
 
 
 def _flush_output() -> None:
