@@ -18,6 +18,7 @@ Not a test: the figures depend on the machine (a shared 2-core box for the commi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import random
@@ -53,7 +54,7 @@ async def fill(db: Path, assets: int, events: int, seed: int = 7) -> str:
     rng = random.Random(seed)
     now = time.time()
     busiest = uri_of(0)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.executemany(
             "INSERT INTO assets (uri, name, metadata, first_seen) VALUES (?, ?, NULL, ?)",
             [(uri_of(n), f"table {n}" if n % 3 else None, now - 86400) for n in range(assets)],
@@ -134,7 +135,7 @@ async def measure(assets: int, events: int, repeat: int, folder: Path) -> dict[s
     busiest = await fill(db, assets, events)
     filled_s = time.perf_counter() - started
     enc = quote(busiest, safe="")
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         (busiest_events,) = conn.execute(
             "SELECT COUNT(*) FROM asset_events WHERE uri = ?", (busiest,)
         ).fetchone()

@@ -95,8 +95,9 @@ async def test_engine_recovers_when_the_broker_goes_away_and_comes_back(
         # messages after the restart reuse the old event ids. If the consumer fetches before they
         # arrive, its offset 20 is out of range, it resets to 0 and they are (correctly)
         # deduplicated; if it fetches after, offset 20 is valid and it never reads them. Which
-        # comes first is timing: both are right, and neither starts a second run.
-        await create_topic(broker.bootstrap, topic, partitions=1)
+        # comes first is timing: both are right, and neither starts a second run. (The consumer's
+        # metadata requests may have created the topic again already.)
+        await create_topic(broker.bootstrap, topic, partitions=1, exist_ok=True)
         await produce(broker.bootstrap, topic, [{"n": 100 + i} for i in range(30)])
         await wait_until_ran(podium, 30, handled_at_least(30), timeout=60)
         counts = dict(podium.sink.counts)
