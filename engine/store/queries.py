@@ -240,3 +240,24 @@ SELECT {", ".join("a." + c for c in records.AssetEventRow._fields)}
 FROM events w JOIN asset_events a ON a.event_id = w.event_id
 WHERE w.dag_id = ? AND w.outcome = 'waiting' ORDER BY a.seq
 """
+
+
+# -- OpenLineage in (issue 12): runs of other tools' jobs -------------------------------------------
+
+LINEAGE_RUN_COLUMNS = ", ".join(records.LineageRunRow._fields)
+
+# The state follows the latest event by its time: a START that arrives after the COMPLETE does not
+# reopen the run.
+UPSERT_LINEAGE_RUN = """
+INSERT INTO lineage_runs (run_id, namespace, job, state, event_time, producer, parent_run_id,
+                          first_seen, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id) DO UPDATE SET
+    state = CASE WHEN excluded.event_time >= lineage_runs.event_time
+                 THEN excluded.state ELSE lineage_runs.state END,
+    event_time = MAX(excluded.event_time, lineage_runs.event_time),
+    parent_run_id = COALESCE(lineage_runs.parent_run_id, excluded.parent_run_id),
+    updated_at = excluded.updated_at
+"""
+SELECT_LINEAGE_RUN = f"SELECT {LINEAGE_RUN_COLUMNS} FROM lineage_runs WHERE run_id = ?"
+SELECT_ASSET_EVENT_ID = "SELECT event_id FROM asset_events WHERE event_id = ?"
