@@ -93,7 +93,8 @@ def dataset_of(uri: str, default_namespace: str) -> tuple[str, str]:
 
 def uri_of(namespace: str, name: str) -> str:
     """The asset URI of an OpenLineage dataset: ``{namespace}/{name}``."""
-    return f"{namespace.rstrip('/')}/{name.lstrip('/')}"
+    base = namespace if namespace.endswith("://") else namespace.rstrip("/")
+    return f"{base}/{name.lstrip('/')}"
 
 
 def run_uuid(run_id: str) -> str:
@@ -143,7 +144,7 @@ def parse_run_event(data: Any) -> ExternalRunEvent:
     ``LineageEventError`` naming the first problem."""
     if not isinstance(data, dict):
         raise LineageEventError("an OpenLineage event must be a JSON object")
-    if "run" not in data and ("dataset" in data or "job" in data):
+    if "run" not in data and "eventType" not in data and ("dataset" in data or "job" in data):
         raise LineageEventError(
             "only OpenLineage RunEvents are accepted (this looks like a DatasetEvent or JobEvent)"
         )
