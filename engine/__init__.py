@@ -15,6 +15,7 @@ from .errors import (
     DAGError,
     DAGNotFoundError,
     EngineStoppedError,
+    LineageEventError,
     MetricsError,
     ParamError,
     PodiumError,
@@ -28,6 +29,7 @@ from .errors import (
     TaskTimeoutError,
     TriggerError,
 )
+from .lineage_events import LineageOptions
 from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
 from .slowness import SLA, SlownessPolicy
@@ -48,6 +50,8 @@ __all__ = [
     "Engine",
     "EngineStoppedError",
     "JSONWebhook",
+    "LineageEventError",
+    "LineageOptions",
     "ManualClock",
     "MetricsError",
     "Notifier",
