@@ -207,12 +207,20 @@ class LineageEmitter:
 
     async def serve(self) -> NoReturn:
         """Build and send the queued events, one at a time (run it in the engine's task group)."""
+        broken: str | None = None
         if self.client is None:  # reads openlineage.yml / the environment: off the loop
-            self.client = await anyio.to_thread.run_sync(OpenLineageClient)
+            try:
+                self.client = await anyio.to_thread.run_sync(OpenLineageClient)
+            except Exception as exc:  # a bad configuration must not stop the engine
+                broken = describe_exception(exc)
+                log.error("OpenLineage is off: the client cannot be configured: %s", broken)
         while True:
             change = await self._receive.receive()
             try:
-                await self._deliver(change)
+                if broken is None:
+                    await self._deliver(change)
+                else:
+                    self.counts["dropped"] += 1
             finally:
                 self._pending -= 1
                 if self._pending == 0 and self._idle is not None:

@@ -402,3 +402,16 @@ print(loaded)
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_client_that_cannot_be_configured_drops_events_and_runs_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "openlineage.yml"
+    config.write_text("transport:\n  type: no.such.Transport\n")
+    monkeypatch.setenv("OPENLINEAGE_CONFIG", str(config))
+    async with Engine(tmp_path / "p.db", dags=[broken], sensors=False, lineage=fast()) as podium:
+        assert (await (await podium.trigger("broken")).wait(timeout=20)).state == "failed"
+        await wait_counts(podium, dropped=4)
+        emitter = podium.lineage_emitter
+        assert emitter is not None and emitter.counts["emitted"] == 0
