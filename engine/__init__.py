@@ -16,6 +16,7 @@ from .errors import (
     DAGError,
     DAGNotFoundError,
     EngineStoppedError,
+    LineageEventError,
     MetricsError,
     ParamError,
     PodiumError,
@@ -32,6 +33,7 @@ from .errors import (
     VirtualenvError,
     WorkerDiedError,
 )
+from .lineage_events import LineageOptions
 from .models import Run, TaskInstance, TaskTry
 from .retry import RetryPolicy
 from .runners import Dask, Local, Process, Runner, Virtualenv
@@ -54,6 +56,8 @@ __all__ = [
     "Engine",
     "EngineStoppedError",
     "JSONWebhook",
+    "LineageEventError",
+    "LineageOptions",
     "Local",
     "ManualClock",
     "MetricsError",

@@ -52,6 +52,8 @@ from .errors import DAGError, EngineStoppedError, PodiumError
 from .ingest import EventIngest
 from .limits import ReadyQueue
 from .lineage import Lineage, declared_assets
+from .lineage_events import LineageOptions
+from .lineage_in import LineageIntake
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler
 from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
@@ -74,8 +76,10 @@ from .store import Durability, Store, run_from_row
 from .store import queries as q
 
 if TYPE_CHECKING:
+    from openlineage.client import OpenLineageClient
     from opentelemetry.trace import TracerProvider
 
+    from .lineage_out import LineageEmitter
     from .tracing import Tracing
 
 log = logging.getLogger("podium.engine")
@@ -106,6 +110,10 @@ class Engine:
     through ``tracer_provider`` if given (needs ``podium[otel]``; see ``engine.tracing``).
     ``runner``: where tasks run unless their DAG or the task names a runner (default ``Local()``:
     async on the loop, sync in a thread; ``Process(workers=N)``: worker processes; docs/runners.md).
+    ``lineage``: OpenLineage RunEvents for every run and task try, sent in the background through
+    the ``openlineage-python`` client configured its own way (``openlineage.yml``,
+    ``OPENLINEAGE_URL``), or through ``openlineage_client`` if given; a ``LineageOptions`` tunes it
+    (needs ``podium[openlineage]``; see docs/lineage.md).
     """
 
     def __init__(
@@ -143,6 +151,8 @@ class Engine:
         tracing: bool = False,
         tracer_provider: TracerProvider | None = None,
         runner: Runner | None = None,
+        lineage: bool | LineageOptions = False,
+        openlineage_client: OpenLineageClient | None = None,
     ) -> None:
         self.config = EngineConfig(
             db=os.fspath(db), max_tasks=max_tasks, pools=pools or {}, max_threads=max_threads,
@@ -233,6 +243,18 @@ class Engine:
         self._lineage = Lineage(
             store=self._store, dags=MappingProxyType(self._dags), now=self.clock.now
         )
+        # -- OpenLineage (issue 12): events out (optional, background) and in (the HTTP API)
+        self._lineage_in = LineageIntake(
+            store=self._store, recorder=self._recorder, clock=self.clock
+        )
+        self._lineage_out: LineageEmitter | None = None
+        if lineage is not False or openlineage_client is not None:
+            options = lineage if isinstance(lineage, LineageOptions) else LineageOptions.from_env()
+            self._lineage_out = _make_lineage_emitter(
+                options, self._store, self._recorder, self.clock, openlineage_client
+            )
+            self._recorder.add_observer(self._lineage_out)
+            self._collector.openlineage = self._lineage_out
         self._ops = Operations(
             book=self._book,
             driver=self._driver,
@@ -422,6 +444,8 @@ class Engine:
         else:  # runs from events continue the event's trace, never the engine's ambient span
             tg.start_soon(self._tracing.detached, self._ingest.serve)
         tg.start_soon(self._assets.serve)  # issue 12: asset-triggered runs
+        if self._lineage_out is not None:  # issue 12: OpenLineage events, in the background
+            tg.start_soon(self._lineage_out.serve)
         self._assets.wake_all()  # events queued before a stop or a kill are evaluated again
         self._dispatcher.wake()
         self._start_sources(tg)
@@ -474,6 +498,8 @@ class Engine:
                 dispatcher.stopping = True
                 with anyio.move_on_after(5):
                     await self.alerting.flush()  # deliver the last failures' alerts
+                if self._lineage_out is not None:  # issue 12: the last OpenLineage events
+                    await self._lineage_out.drain()
                 self._tg.cancel_scope.cancel()
                 await dispatcher.cancel_and_wait(timeout=5)
         finally:
@@ -489,6 +515,8 @@ class Engine:
                 self._ingest.close()
                 if self._tracing is not None:
                     self._tracing.close()
+                if self._lineage_out is not None:
+                    await self._lineage_out.close()
                 if self._log_handler is not None:
                     uninstall_log_handler(self._log_handler)
                 try:
@@ -643,6 +671,18 @@ class Engine:
         """What a run read (``inputs``) and wrote (``outputs``)."""
         return await self._lineage.run_lineage(run_id)
 
+    async def ingest_lineage(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Store an OpenLineage RunEvent from another tool (``POST /api/v1/lineage``): its job and
+        run, its inputs as the run's inputs, and a COMPLETE event's outputs as asset events (which
+        trigger ``OnAssets`` DAGs like any other). ``LineageEventError`` if it is not valid."""
+        self._check_open()
+        return await self._lineage_in.accept(event)
+
+    @property
+    def lineage_emitter(self) -> LineageEmitter | None:
+        """The OpenLineage emitter (its ``counts``, its ``client``), or None when it is off."""
+        return self._lineage_out
+
     async def asset_condition(self, dag_id: str) -> dict[str, Any]:
         """Why an asset-triggered DAG has not run (yet): which parts of its condition are met."""
         return await self._assets.condition(dag_id)
@@ -790,6 +830,24 @@ def _make_tracing(recorder: Recorder, provider: TracerProvider | None) -> Tracin
             f"tracing needs OpenTelemetry: pip install 'podium[otel]' ({exc})"
         ) from None
     return Tracing(recorder, provider)
+
+
+def _make_lineage_emitter(
+    options: LineageOptions,
+    store: Store,
+    recorder: Recorder,
+    clock: Clock,
+    client: OpenLineageClient | None,
+) -> LineageEmitter:
+    try:
+        from .lineage_out import LineageEmitter
+    except ImportError as exc:
+        raise PodiumError(
+            f"OpenLineage needs its client: pip install 'podium[openlineage]' ({exc})"
+        ) from None
+    return LineageEmitter(
+        options=options, store=store, flush=recorder.flush, clock=clock, client=client
+    )
 
 
 def check_pools(d: DAG, pools: Mapping[str, int]) -> None:

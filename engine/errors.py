@@ -59,6 +59,10 @@ class MetricsError(PodiumError):
     """Podium's metrics cannot be exported on the given registry (another engine exports there)."""
 
 
+class LineageEventError(PodiumError):
+    """An OpenLineage event sent to Podium (``POST /api/v1/lineage``) is not a valid RunEvent."""
+
+
 class StepError(PodiumError):
     """A built-in step failed: a shell command exited non-zero or timed out, an HTTP call answered
     an unexpected status or could not connect."""
@@ -97,6 +101,7 @@ __all__ = [
     "DAGError",
     "DAGNotFoundError",
     "EngineStoppedError",
+    "LineageEventError",
     "MetricsError",
     "ParamError",
     "PodiumError",

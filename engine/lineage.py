@@ -19,7 +19,9 @@ from sensors.assets import OnAssets
 
 from . import serialization
 from .assets import Asset, assets_of, freshness, schema_changes
-from .store.records import AssetEventRow, AssetRow, RunInputRow
+from .errors import RunNotFoundError
+from .lineage_events import run_uuid
+from .store.records import AssetEventRow, AssetRow, LineageRunRow, RunInputRow
 
 if TYPE_CHECKING:
     from .dag import DAG
@@ -261,13 +263,41 @@ class Lineage:
 
     async def run_lineage(self, run_id: str) -> dict[str, Any]:
         """What a run read (``inputs``: its source event, the asset events it consumed, its tasks'
-        inlets) and wrote (``outputs``: its tasks' asset events)."""
-        run = await self._store.get_run(run_id)  # RunNotFoundError if there is none
+        inlets) and wrote (``outputs``: its tasks' asset events), with its OpenLineage run id.
+        Also the run of another tool's job known from OpenLineage events (by its OpenLineage run
+        id: ``dag_id`` None, and ``external`` with its job)."""
+        try:
+            run = await self._store.get_run(run_id)
+        except RunNotFoundError:
+            external = await self._store.lineage_run(run_id)
+            if external is None:
+                raise
+            return await self._external_run_lineage(external)
         inputs = await self._store.run_inputs(run_id)
         outputs = await self._store.run_outputs(run_id)
         return {
             "run_id": run_id,
             "dag_id": run.dag_id,
+            "openlineage_run_id": run_uuid(run_id),
+            "inputs": [run_input_json(r) for r in inputs],
+            "outputs": [asset_event_json(r) for r in outputs],
+        }
+
+    async def _external_run_lineage(self, row: LineageRunRow) -> dict[str, Any]:
+        """The lineage of another tool's run, known from its OpenLineage events (``lineage_in``)."""
+        inputs = await self._store.run_inputs(row.run_id)
+        outputs = await self._store.run_outputs(row.run_id)
+        return {
+            "run_id": row.run_id,
+            "dag_id": None,
+            "external": {
+                "namespace": row.namespace,
+                "job": row.job,
+                "state": row.state,
+                "event_time": row.event_time,
+                "producer": row.producer,
+                "parent_run_id": row.parent_run_id,
+            },
             "inputs": [run_input_json(r) for r in inputs],
             "outputs": [asset_event_json(r) for r in outputs],
         }

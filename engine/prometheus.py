@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -143,14 +143,27 @@ ALERTS = Family(
     "Alert deliveries by notifier and outcome (delivered, failed, dropped).",
     ("notifier", "outcome"),
 )  # fmt: skip
+OPENLINEAGE_EVENTS = Family(
+    "podium_openlineage_events_total", "counter",
+    "OpenLineage events sent (emitted), sent again after a failure (retried), or given up (dropped).",
+    ("outcome",),
+)  # fmt: skip
 
 FAMILIES: tuple[Family, ...] = (
     RUNS, TRANSITIONS, TASKS_RUNNING, TASK_DURATION, RUNS_ACTIVE, QUEUE_DEPTH, POOL_SLOTS,
     POOL_SLOTS_IN_USE, TASK_SLOTS, TASK_SLOTS_IN_USE, EVENTS, SOURCE_LAG_MESSAGES,
     SOURCE_LAG_SECONDS, STORE_COMMITS, STORE_ROWS, STORE_HEALTHY, STORE_BATCH_SIZE,
-    STORE_COMMIT_SECONDS, LOOP_LAG, LOOP_LAG_MAX, LOOP_STALLS, ALERTS,
+    STORE_COMMIT_SECONDS, LOOP_LAG, LOOP_LAG_MAX, LOOP_STALLS, ALERTS, OPENLINEAGE_EVENTS,
 )  # fmt: skip
-"""Every family Podium exports, in scrape order (``podium_alerts_total`` only with alerting)."""
+"""Every family Podium exports, in scrape order (``podium_alerts_total`` only with alerting,
+``podium_openlineage_events_total`` only with OpenLineage on)."""
+
+
+class EventCounts(Protocol):
+    """Something that counts its events by outcome (the OpenLineage emitter)."""
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
 
 
 class EngineCollector:
@@ -163,10 +176,15 @@ class EngineCollector:
     def __init__(self, engine: EngineView, metrics: Metrics) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.openlineage: EventCounts | None = None  # set before export when OpenLineage is on
 
     def describe(self) -> list[Metric]:
-        alerting = self.metrics.alerting is not None
-        return [f.metric() for f in FAMILIES if f is not ALERTS or alerting]
+        skip = set()
+        if self.metrics.alerting is None:
+            skip.add(ALERTS)
+        if self.openlineage is None:
+            skip.add(OPENLINEAGE_EVENTS)
+        return [f.metric() for f in FAMILIES if f not in skip]
 
     def collect(self) -> Iterator[Metric]:
         engine, metrics = self.engine, self.metrics
@@ -213,6 +231,9 @@ class EngineCollector:
         if metrics.alerting is not None:
             stats = sorted(metrics.alerting.stats.items())
             yield ALERTS.metric(((n, o), c) for (n, o), c in stats)
+        if self.openlineage is not None:
+            counts = sorted(dict(self.openlineage.counts).items())
+            yield OPENLINEAGE_EVENTS.metric(((o,), n) for o, n in counts)
 
     def _source_lag(self) -> tuple[list[Sample], list[Sample]]:
         messages: list[Sample] = []

@@ -115,6 +115,29 @@ class Recorder:
         trigger) and its declared inlets. Call it just before recording the success, with no await
         in between: both are committed in one transaction."""
         writer = self._writer
+        queued = self._write_asset_events(events, now)
+        for inlet in rec.node.options.inlets:
+            writer.execute(q.UPSERT_ASSET, (inlet.uri, None, None, now))
+            writer.execute(
+                q.INSERT_RUN_INPUT, (run.run_id, inlet.uri, "inlet", rec.task_id, "", now)
+            )
+        if queued:
+            self.asset_routing.queued(queued)
+        if events:
+            for observer in self._observers:
+                if isinstance(observer, AssetObserver):
+                    observer.asset_events_recorded(run, rec, events)
+
+    def external_asset_events(self, events: Sequence[AssetEvent], now: float) -> None:
+        """Record asset events another tool reported (OpenLineage in, ``lineage_in``), queued for
+        the DAGs they trigger exactly like a task's (issue 12, OpenLineage in)."""
+        queued = self._write_asset_events(events, now)
+        if queued:
+            self.asset_routing.queued(queued)
+
+    def _write_asset_events(self, events: Sequence[AssetEvent], now: float) -> set[str]:
+        """Write asset events and their ``events`` rows per routed DAG; the DAGs queued for."""
+        writer = self._writer
         queued: set[str] = set()
         for ev in events:
             writer.execute(q.UPSERT_ASSET, (ev.uri, None, None, now))
@@ -129,17 +152,7 @@ class Recorder:
                 writer.record_event(ev.event_id, dag_id, "asset", now, outcome, None, error, None)
                 if outcome == WAITING:
                     queued.add(dag_id)
-        for inlet in rec.node.options.inlets:
-            writer.execute(q.UPSERT_ASSET, (inlet.uri, None, None, now))
-            writer.execute(
-                q.INSERT_RUN_INPUT, (run.run_id, inlet.uri, "inlet", rec.task_id, "", now)
-            )
-        if queued:
-            self.asset_routing.queued(queued)
-        if events:
-            for observer in self._observers:
-                if isinstance(observer, AssetObserver):
-                    observer.asset_events_recorded(run, rec, events)
+        return queued
 
     def declare_assets(self, assets: Sequence[Asset], now: float) -> None:
         """Register declared assets (name, metadata, freshness) in the catalog."""

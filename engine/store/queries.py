@@ -302,3 +302,24 @@ INSERT OR REPLACE INTO runner_processes (pid, start_time, engine_pid, started_at
 DELETE_RUNNER_PROCESS = "DELETE FROM runner_processes WHERE pid = ?"
 CLEAR_RUNNER_PROCESSES = "DELETE FROM runner_processes"
 SELECT_RUNNER_PROCESSES = f"SELECT {RUNNER_PROCESS_COLUMNS} FROM runner_processes ORDER BY pid"
+
+
+# -- OpenLineage in (issue 12): runs of other tools' jobs -------------------------------------------
+
+LINEAGE_RUN_COLUMNS = ", ".join(records.LineageRunRow._fields)
+
+# The state follows the latest event by its time: a START that arrives after the COMPLETE does not
+# reopen the run.
+UPSERT_LINEAGE_RUN = """
+INSERT INTO lineage_runs (run_id, namespace, job, state, event_time, producer, parent_run_id,
+                          first_seen, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id) DO UPDATE SET
+    state = CASE WHEN excluded.event_time >= lineage_runs.event_time
+                 THEN excluded.state ELSE lineage_runs.state END,
+    event_time = MAX(excluded.event_time, lineage_runs.event_time),
+    parent_run_id = COALESCE(lineage_runs.parent_run_id, excluded.parent_run_id),
+    updated_at = excluded.updated_at
+"""
+SELECT_LINEAGE_RUN = f"SELECT {LINEAGE_RUN_COLUMNS} FROM lineage_runs WHERE run_id = ?"
+SELECT_ASSET_EVENT_ID = "SELECT event_id FROM asset_events WHERE event_id = ?"

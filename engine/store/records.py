@@ -187,7 +187,8 @@ class AssetEventRow(NamedTuple):
 class RunInputRow(NamedTuple):
     """A row of ``run_inputs``: an asset a run read. ``kind`` is ``source`` (the Kafka topic or S3
     prefix whose event started it), ``asset`` (an asset event an ``OnAssets`` run consumed) or
-    ``inlet`` (declared by a task that succeeded); ``event_id`` is the event, ``''`` if none."""
+    ``inlet`` (declared by a task that succeeded) or ``openlineage`` (read by another tool's job,
+    from its OpenLineage events); ``event_id`` is the event, ``''`` if none."""
 
     run_id: str
     uri: str
@@ -205,3 +206,18 @@ class RunnerProcessRow(NamedTuple):
     start_time: int | None
     engine_pid: int
     started_at: float
+
+
+class LineageRunRow(NamedTuple):
+    """A row of ``lineage_runs``: a run of another tool's job, known from its OpenLineage events.
+    ``state`` is the latest ``eventType`` (by ``event_time``)."""
+
+    run_id: str
+    namespace: str
+    job: str
+    state: str
+    event_time: float
+    producer: str
+    parent_run_id: str | None
+    first_seen: float
+    updated_at: float

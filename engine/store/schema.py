@@ -170,6 +170,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE assets ADD COLUMN fresh_within REAL;
     CREATE INDEX run_inputs_by_uri ON run_inputs (uri, kind);
     """,
+    # 6 -> 7: OpenLineage in (issue 12): the runs of other tools' jobs (dbt, Spark, ...) that sent
+    # RunEvents to POST /api/v1/lineage; their inputs are run_inputs (kind 'openlineage'), their
+    # outputs asset_events (run_id = the OpenLineage run id)
+    """
+    CREATE TABLE lineage_runs (
+        run_id        TEXT PRIMARY KEY,
+        namespace     TEXT NOT NULL,
+        job           TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        event_time    REAL NOT NULL,
+        producer      TEXT NOT NULL,
+        parent_run_id TEXT,
+        first_seen    REAL NOT NULL,
+        updated_at    REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX lineage_runs_by_job ON lineage_runs (namespace, job);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

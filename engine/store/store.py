@@ -27,6 +27,7 @@ from .records import (
     DagRow,
     EventRow,
     KeyRow,
+    LineageRunRow,
     LogRow,
     OperationRow,
     RequestRow,
@@ -424,6 +425,13 @@ class Store:
     async def run_inputs(self, run_id: str) -> list[RunInputRow]:
         """The assets a run read: its source event, the asset events it consumed, its inlets."""
         return await self._records(RunInputRow._make, q.SELECT_RUN_INPUTS, (run_id,))
+
+    async def lineage_run(self, run_id: str) -> LineageRunRow | None:
+        """A run of another tool's job, known from its OpenLineage events (None if unknown)."""
+        return await self._record(LineageRunRow._make, q.SELECT_LINEAGE_RUN, (run_id,))
+
+    async def asset_event_exists(self, event_id: str) -> bool:
+        return await self._fetchone(q.SELECT_ASSET_EVENT_ID, (event_id,)) is not None
 
     async def waiting_asset_events(self, dag_id: str) -> list[AssetEventRow]:
         """The asset events queued for ``dag_id`` that no run consumed yet, oldest first."""

@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from ..errors import DAGNotFoundError, PodiumError
+from ..lineage_events import MAX_EVENT_BYTES
 from ..models import Run
 from ..prometheus import CONTENT_TYPE
 from .common import (
@@ -382,6 +383,36 @@ async def backfill(request: web.Request) -> web.Response:
     )
 
 
+async def lineage(request: web.Request) -> web.Response:
+    """An OpenLineage RunEvent from another tool (``POST /api/v1/lineage``, Marquez's path): 201
+    with what was stored; 400 (not JSON), 413 (too large), 415 (not JSON content) or 422 (not a
+    valid RunEvent), with nothing stored (``Engine.ingest_lineage``, docs/lineage.md)."""
+    st = state_of(request)
+    content_type = request.content_type
+    if content_type not in ("application/json", "application/octet-stream") and not (
+        content_type.endswith("+json")
+    ):
+        raise ApiError(
+            415, f"an OpenLineage event must be sent as application/json, not {content_type}"
+        )
+    limit = MAX_EVENT_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(
+            413, f"an OpenLineage event may be at most {limit} bytes, got {request.content_length}"
+        )
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, f"an OpenLineage event may be at most {limit} bytes")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    stored = await st.engine.ingest_lineage(data)  # LineageEventError: 422
+    return json_response(stored, 201)
+
+
 def add_routes(app: web.Application, base: str) -> None:
     api = f"{base}/api"
     reads: list[tuple[str, Handler]] = [
@@ -405,6 +436,7 @@ def add_routes(app: web.Application, base: str) -> None:
         ("/runs/{run_id}/rerun", rerun),
         ("/runs/{run_id}/resume", resume),
         ("/runs/{run_id}/tasks/{task_id}/cancel", cancel_task),
+        ("/v1/lineage", lineage),  # OpenLineage in (issue 12)
     ]
     for path, handler in reads:
         app.router.add_get(api + path, handler)

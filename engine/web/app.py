@@ -14,6 +14,7 @@ from ..errors import (
     DAGError,
     DAGNotFoundError,
     EngineStoppedError,
+    LineageEventError,
     ParamError,
     PodiumError,
     RunNotFoundError,
@@ -143,7 +144,7 @@ async def _auth(request: web.Request, handler: api.Handler) -> web.StreamRespons
 def _status_of(exc: BaseException) -> int:
     if isinstance(exc, (DAGNotFoundError, RunNotFoundError)):
         return 404
-    if isinstance(exc, (ParamError, DAGError)):
+    if isinstance(exc, (ParamError, DAGError, LineageEventError)):
         return 422
     if isinstance(exc, (EngineStoppedError, StoreError)):
         return 503

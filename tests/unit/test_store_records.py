@@ -44,9 +44,16 @@ RECORD_OF: dict[str, Any] = {
     "SELECT_RUN_INPUTS": records.RunInputRow,
     "SELECT_WAITING_ASSET_EVENTS": records.AssetEventRow,
     "SELECT_RUNNER_PROCESSES": records.RunnerProcessRow,
+    "SELECT_LINEAGE_RUN": records.LineageRunRow,
 }
 # ... or the one column the store reads itself
-ONE_COLUMN = {"SELECT_MAX_SEQ", "SELECT_MAX_ASSET_SEQ", "SELECT_CURSOR", "SELECT_PAUSED"}
+ONE_COLUMN = {
+    "SELECT_MAX_SEQ",
+    "SELECT_MAX_ASSET_SEQ",
+    "SELECT_CURSOR",
+    "SELECT_PAUSED",
+    "SELECT_ASSET_EVENT_ID",
+}
 
 
 def _sql(name: str) -> str:
