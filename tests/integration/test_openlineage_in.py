@@ -5,6 +5,7 @@ bad bodies get a 4xx and store nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 import uuid
@@ -285,6 +286,6 @@ async def test_bad_posts_get_a_4xx_and_store_nothing(tmp_path: Path) -> None:
         assert await podium.assets() == []
         with pytest.raises(RunNotFoundError):
             await podium.run_lineage(str(uuid.uuid4()))
-    with sqlite3.connect(tmp_path / "podium.db") as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / "podium.db")) as db:
         for table in ("lineage_runs", "asset_events", "run_inputs", "assets"):
             assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,), table
