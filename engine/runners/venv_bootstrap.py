@@ -252,13 +252,20 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated
 
 
-def main() -> None:
+def take_channel() -> tuple[Any, Any]:
+    """The engine's channel (the original stdin and stdout, as binary files); afterwards the task
+    can neither read the engine's messages nor write into the channel below Python."""
     reader = os.fdopen(os.dup(0), "rb")
     writer = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # the task cannot read the engine's messages
+    os.dup2(devnull, 0)
     os.close(devnull)
-    os.dup2(2, 1)  # nor write into the channel below Python
+    os.dup2(2, 1)
+    return reader, writer
+
+
+def main() -> None:
+    reader, writer = take_channel()
     first = reader.readline()
     if not first:
         return

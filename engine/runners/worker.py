@@ -28,7 +28,7 @@ from ..context import Context
 from ..errors import ResultError
 from ..serialization import encode_result
 from . import wire
-from .venv_bootstrap import ForwardHandler, LineWriter
+from .venv_bootstrap import ForwardHandler, LineWriter, _flush_output, take_channel
 
 _LIMITS = [
     getattr(resource, name)
@@ -179,26 +179,12 @@ def call_in_worker(
     return fn(*args, **kwargs)
 
 
-def _flush_output() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # a task that closed its stdout loses its last line
-            pass
-
-
 def _on_sigterm(signum: int, frame: Any) -> NoReturn:
     raise _Terminated
 
 
 def main() -> None:
-    reader = os.fdopen(os.dup(0), "rb")
-    writer = os.fdopen(os.dup(1), "wb")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # the task cannot read the engine's frames
-    os.close(devnull)
-    os.dup2(2, 1)  # nor write into them below Python
-    channel = Channel(reader, writer)
+    channel = Channel(*take_channel())
     init = channel.receive()
     if init is None or init[0] != "init":
         return
