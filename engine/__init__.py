@@ -10,7 +10,7 @@ from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, S
 from .assets import Asset
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context
-from .dag import DAG, TaskDef, TaskGroup, TaskRef, dag, task
+from .dag import DAG, PartialTask, TaskDef, TaskGroup, TaskRef, dag, task
 from .engine import Engine
 from .errors import (
     DAGError,
@@ -63,6 +63,7 @@ __all__ = [
     "MetricsError",
     "Notifier",
     "ParamError",
+    "PartialTask",
     "PodiumError",
     "Process",
     "ResultError",

@@ -9,11 +9,14 @@ error surfaces at import time as a ``DAGError``.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
+
+import orjson
 
 from sensors.base import Schedule, Trigger, not_a_trigger
 
@@ -168,21 +171,65 @@ class TaskDef(Generic[P, R]):
     def map(self, *mapped: Any, **partial: Any) -> Any:
         """One instance of this task per element, created at run time: ``process.map(files)``.
 
-        Positional arguments are mapped (each an upstream task's result that is a list, or a list;
-        several are zipped and must have the same length); keyword arguments go whole to every
-        instance. Downstream tasks receive the list of the instances' results, in order. Each
-        instance has its own state, tries, log and result (task id ``process[0]``, ...)."""
-        builder = _building.get()
-        if builder is None:
-            raise DAGError(f"task {self.name!r}.map() was called outside a @dag function")
-        if not mapped:
-            raise DAGError(
-                f"task {self.name!r}.map() needs at least one positional argument to map"
-            )
-        return builder.add_task(self, mapped, partial, map_count=len(mapped))
+        Positional arguments are mapped (each an upstream task's result that is a list, a list, or
+        a list-valued param; several are zipped and must have the same length); keyword arguments
+        go whole to every instance. Downstream tasks receive the list of the instances' results, in
+        order. Each instance has its own state, tries, log and result (task id ``process[0]``, ...).
+        To map by parameter name: ``process.expand(path=files)``."""
+        return self.partial(**partial).map(*mapped)
+
+    def expand(self, **mapped: Any) -> Any:
+        """``map`` by parameter name: ``load.expand(path=files)``; with fixed arguments,
+        ``load.partial(bucket="landing").expand(path=files)``."""
+        return self.partial().expand(**mapped)
+
+    def partial(self, **fixed: Any) -> PartialTask:
+        """This task with ``fixed`` keyword arguments, given whole to every instance of a following
+        ``.map(...)`` or ``.expand(...)``."""
+        return PartialTask(self, fixed)
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
+
+
+class PartialTask:
+    """A task with some arguments fixed (``TaskDef.partial``), waiting to be mapped."""
+
+    def __init__(self, definition: TaskDef[Any, Any], fixed: Mapping[str, Any]) -> None:
+        self.definition = definition
+        self.fixed = dict(fixed)
+
+    def map(self, *mapped: Any) -> Any:
+        """One instance per element of the positional arguments (see ``TaskDef.map``)."""
+        if not mapped:
+            raise DAGError(
+                f"task {self.definition.name!r}.map() needs at least one positional argument to map"
+            )
+        return self._add(mapped, {}, len(mapped), ())
+
+    def expand(self, **mapped: Any) -> Any:
+        """One instance per element of the named arguments, zipped (see ``TaskDef.expand``)."""
+        if not mapped:
+            raise DAGError(f"task {self.definition.name!r}.expand() needs an argument to map")
+        both = sorted(set(mapped) & set(self.fixed))
+        if both:
+            raise DAGError(
+                f"task {self.definition.name!r}: {', '.join(both)} is both mapped and fixed"
+            )
+        return self._add((), {**self.fixed, **mapped}, 0, tuple(mapped))
+
+    def _add(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], count: int, names: tuple[str, ...]
+    ) -> Any:
+        builder = _building.get()
+        if builder is None:
+            raise DAGError(f"task {self.definition.name!r} was mapped outside a @dag function")
+        return builder.add_task(
+            self.definition, args, {**self.fixed, **kwargs}, map_count=count, map_names=names
+        )
+
+    def __repr__(self) -> str:
+        return f"<partial task {self.definition.name}>"
 
 
 class _ContextPlaceholder:
@@ -279,7 +326,9 @@ class TaskNode:
     upstream: tuple[str, ...]
     downstream: tuple[str, ...] = ()
     templated: bool = False  # some argument holds a ``Template``, rendered when a try starts
-    mapped: tuple[int, ...] = ()  # positions in ``args`` mapped over at run time (``.map()``)
+    mapped: tuple[
+        str, ...
+    ] = ()  # the parameters mapped over at run time (``.map()``, ``.expand()``)
     group: str | None = None  # the ``TaskGroup`` the task was declared in (its full id)
 
     @property
@@ -305,15 +354,14 @@ class _DAGBuilder:
         kwargs: dict[str, Any],
         *,
         map_count: int = 0,
+        map_names: tuple[str, ...] = (),
+        group: str | None = None,
     ) -> TaskRef:
-        task_id = self._assign_id(definition)
-        if map_count:
-            bad = [a for a in args if not isinstance(a, (TaskRef, list, tuple))]
-            if bad:
-                raise DAGError(
-                    f"DAG {self.dag_id!r}, task {task_id!r}: .map() maps over an upstream task's "
-                    f"result or a list, got {type(bad[0]).__name__}"
-                )
+        """Add a node; the first ``map_count`` parameters and those in ``map_names`` are mapped.
+        ``group``: the task group's full id (default: the ``with TaskGroup`` blocks around)."""
+        groups = tuple(group.split(".")) if group is not None else _groups.get()
+        task_id = self._assign_id(definition, groups)
+        mapped = self._mapped_names(definition, task_id, map_count, map_names)
         try:
             bound = definition.call_signature.bind_partial(*args, **kwargs)
         except TypeError as exc:
@@ -329,6 +377,7 @@ class _DAGBuilder:
             raise DAGError(
                 f"DAG {self.dag_id!r}, task {task_id!r}: missing argument(s) {', '.join(missing)}"
             )
+        self._check_mapped_values(task_id, mapped, bound)
         refs: set[str] = set()
         arguments: dict[str, Any] = {}
         for name in definition.signature.parameters:
@@ -338,15 +387,6 @@ class _DAGBuilder:
                 arguments[name] = bound.arguments[name]
         ordered: OrderedDict[str, Any] = OrderedDict(arguments)
         full = inspect.BoundArguments(definition.signature, ordered)
-        mapped_positions: tuple[int, ...] = ()
-        if map_count:
-            names = list(definition.call_signature.parameters)[:map_count]
-            order = list(definition.signature.parameters)
-            mapped_positions = tuple(order.index(n) for n in names)
-            if any(p >= len(full.args) for p in mapped_positions):
-                raise DAGError(
-                    f"DAG {self.dag_id!r}, task {task_id!r}: .map() maps positional parameters only"
-                )
         bound_args = tuple(self._arg(v, refs, task_id) for v in full.args)
         bound_kwargs = {k: self._arg(v, refs, task_id) for k, v in full.kwargs.items()}
         if definition.options.trigger_rule is TriggerRule.ALWAYS and refs:
@@ -364,13 +404,48 @@ class _DAGBuilder:
                 a.has_refs and contains_template(a.value)
                 for a in (*bound_args, *bound_kwargs.values())
             ),
-            "mapped": mapped_positions,
-            "group": ".".join(_groups.get()) or None,
+            "mapped": mapped,
+            "group": ".".join(groups) or None,
         }
         return TaskRef(self, task_id)
 
-    def _assign_id(self, definition: TaskDef[Any, Any]) -> str:
-        prefix = "".join(f"{g}." for g in _groups.get())
+    def _mapped_names(
+        self,
+        definition: TaskDef[Any, Any],
+        task_id: str,
+        map_count: int,
+        map_names: tuple[str, ...],
+    ) -> tuple[str, ...]:
+        """The mapped parameters: the first ``map_count`` and ``map_names``, each a named one."""
+        parameters = definition.call_signature.parameters
+        named = [
+            n for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        names = (*list(parameters)[:map_count], *map_names)
+        for name in names:
+            if name not in named:
+                raise DAGError(
+                    f"DAG {self.dag_id!r}, task {task_id!r}: cannot map over {name!r}, which is "
+                    f"not a named parameter of {definition.name} ({', '.join(named) or 'none'})"
+                )
+        return names
+
+    def _check_mapped_values(
+        self, task_id: str, names: tuple[str, ...], bound: inspect.BoundArguments
+    ) -> None:
+        """Each mapped parameter is bound to something a list can come from."""
+        for name in names:
+            value = bound.arguments.get(name)
+            if not isinstance(value, (TaskRef, ParamRef, list, tuple)) and not (
+                isinstance(value, Template) and value.native
+            ):
+                raise DAGError(
+                    f"DAG {self.dag_id!r}, task {task_id!r}: .map() maps over an upstream "
+                    f"task's result, a list or a param, got {type(value).__name__} for {name!r}"
+                )
+
+    def _assign_id(self, definition: TaskDef[Any, Any], groups: tuple[str, ...]) -> str:
+        prefix = "".join(f"{g}." for g in groups)
         if definition.options.task_id is not None:
             task_id = prefix + definition.options.task_id
             if task_id in self.nodes:
@@ -399,7 +474,18 @@ class _DAGBuilder:
                 )
             refs.add(value.task_id)
             return True
-        if isinstance(value, (ParamRef, _ContextPlaceholder, Template)):
+        if isinstance(value, Template):
+            for upstream in sorted(value.task_references):
+                if upstream not in self.nodes:
+                    known = difflib.get_close_matches(upstream, list(self.nodes), n=1)
+                    hint = f" (did you mean {known[0]!r}?)" if known else ""
+                    raise DAGError(
+                        f"DAG {self.dag_id!r}, task {task_id!r}: template {value.source!r} reads "
+                        f"the result of {upstream!r}, which is not a task declared before it{hint}"
+                    )
+                refs.add(upstream)
+            return True
+        if isinstance(value, (ParamRef, _ContextPlaceholder)):
             return True
         if isinstance(value, (list, tuple)):
             found = False
@@ -579,7 +665,7 @@ def _timer_specs(triggers: Iterable[Trigger]) -> list[dict[str, Any]]:
     return [spec for spec in specs if spec is not None]
 
 
-_COERCIBLE = {int, float, bool, str}
+_COERCIBLE = {int, float, bool, str, list, dict}
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -592,9 +678,17 @@ def _coerce(dag_id: str, param: DAGParam, value: Any) -> Any:
     target = param.annotation
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if target in (list, dict) and isinstance(value, str):  # ``--param files='["a", "b"]'``
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ParamError(
+                f"DAG {dag_id!r}: param {param.name!r} expects {target.__name__} (as JSON), "
+                f"got {_short(value)}"
+            ) from None
     if target not in _COERCIBLE or isinstance(value, target) or value is None:
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and target not in (list, dict):
         try:
             if target is bool:
                 lowered = value.strip().lower()

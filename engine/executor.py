@@ -88,7 +88,7 @@ async def run_try(
         }
         if node.templated:  # templated values (engine/templating.py): rendered before the body runs
             assert ctx is not None
-            args, kwargs = render_arguments(node, args, kwargs, ctx)
+            args, kwargs = render_arguments(node, args, kwargs, ctx, results)
         body: Callable[[], Awaitable[Any]]
         if runner is None:
             body = functools.partial(

@@ -11,6 +11,7 @@ from .dag import Arg, TaskNode
 from .errors import PodiumError
 from .executor import resolve
 from .run_state import instance_id
+from .templating import Template, TemplateRenderError, render_map_source
 
 DEFAULT_MAX_MAP_LENGTH = 10_000
 
@@ -27,12 +28,19 @@ def instance_nodes(
     max_length: int,
 ) -> list[TaskNode]:
     """One node per element of the mapped arguments (zipped), each bound to its element."""
+    slots = [_slot(node, name) for name in node.mapped]
     lists: list[list[Any]] = []
-    for position in node.mapped:
-        value = resolve(node.args[position].value, results, params)
+    for name, (position, key) in zip(node.mapped, slots, strict=True):
+        argument = node.args[position] if key is None else node.kwargs[key]
+        value = resolve(argument.value, results, params)
+        if isinstance(value, Template):  # a native template (YAML's map:): params and results
+            try:
+                value = render_map_source(value, params, results)
+            except TemplateRenderError as exc:
+                raise MapError(f"task {node.task_id!r} maps over {name!r}: {exc}") from None
         if not isinstance(value, (list, tuple)):
             raise MapError(
-                f"task {node.task_id!r} maps over argument {position + 1}, which is a "
+                f"task {node.task_id!r} maps over {name!r}, which is a "
                 f"{type(value).__name__}, not a list"
             )
         lists.append(list(value))
@@ -50,11 +58,26 @@ def instance_nodes(
     nodes = []
     for index in range(count):
         args = list(node.args)
-        for position, values in zip(node.mapped, lists, strict=True):
-            args[position] = Arg(values[index], False)
+        kwargs = dict(node.kwargs)
+        for (position, key), values in zip(slots, lists, strict=True):
+            if key is None:
+                args[position] = Arg(values[index], False)
+            else:
+                kwargs[key] = Arg(values[index], False)
         nodes.append(
             dataclasses.replace(
-                node, task_id=instance_id(node.task_id, index), args=tuple(args), mapped=()
+                node,
+                task_id=instance_id(node.task_id, index),
+                args=tuple(args),
+                kwargs=kwargs,
+                mapped=(),
             )
         )
     return nodes
+
+
+def _slot(node: TaskNode, name: str) -> tuple[int, str | None]:
+    """Where the mapped parameter ``name`` is bound: ``(position in args, None)`` or ``(0, key)``."""
+    if name in node.kwargs:
+        return 0, name
+    return list(node.definition.signature.parameters).index(name), None

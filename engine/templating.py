@@ -14,7 +14,12 @@ Rendering uses an ``ImmutableSandboxedEnvironment`` with strict undefined names 
 ``logical_date``          an aware UTC ``datetime``, or None for a run that has none (manual runs)
 ``event``                 the triggering event (a mapping; empty for a run no event started)
 ``ds``, ``ds_nodash``     the logical date as ``2026-11-25`` / ``20261125`` (UTC)
+``tasks``                 upstream results: ``tasks.extract.result`` (``tasks['load.clean'].result``
+                          for a task in a group); naming one makes it a data edge
 ========================  ========================================================================
+
+``Template(source, native=True)`` for a source that is one expression (``"{{ tasks.x.result }}"``)
+renders to the expression's value with its type (a list stays a list); YAML DAGs use it for ``args``.
 
 Filters: ``ds`` and ``ds_nodash`` (of a date, a datetime or an ISO string) and ``add_days(n)``
 (the same kind of value, ``n`` days later; negative ``n`` for earlier):
@@ -29,15 +34,17 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
+from . import serialization
 from .errors import DAGError, PodiumError, describe_exception
 
 if TYPE_CHECKING:
@@ -54,6 +61,7 @@ CONTEXT_NAMES = (
     "event",
     "ds",
     "ds_nodash",
+    "tasks",
 )
 
 
@@ -162,35 +170,98 @@ ENVIRONMENT = _environment()
 class Template:
     """A string rendered with Jinja2 when the try starts, e.g. ``Template("{{ params.day }}")``.
 
-    Parsed when it is made, so a syntax error surfaces when the DAG is defined.
+    Parsed when it is made, so a syntax error surfaces when the DAG is defined. ``native=True``: a
+    source that is exactly one ``{{ expression }}`` renders to the expression's value (any type);
+    other sources render to text either way. ``task_references``: the tasks whose results the
+    template reads (``tasks.<id>.result``), which become data edges of the task that holds it.
     """
 
-    __slots__ = ("_compiled", "source")
+    __slots__ = ("_compiled", "_expression", "native", "source", "task_references")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, native: bool = False) -> None:
         if not isinstance(source, str):
             raise TemplateError(f"Template takes a string, got {type(source).__name__}")
         self.source = source
+        self.native = native
         try:
-            self._compiled = ENVIRONMENT.from_string(source)
+            tree = ENVIRONMENT.parse(source)
+            self._compiled = ENVIRONMENT.from_string(tree)
+            expression = single_expression(source) if native else None
+            self._expression = (
+                ENVIRONMENT.compile_expression(expression, undefined_to_none=False)
+                if expression is not None
+                else None
+            )
         except TemplateSyntaxError as exc:
             raise TemplateError(
                 f"invalid template {_short(source)}: {(exc.message or 'syntax error').rstrip('.')} "
                 f"(template line {exc.lineno})"
             ) from None
+        self.task_references = _task_references(tree)
 
-    def render(self, context: Mapping[str, Any]) -> str:
-        """The rendered text; raises jinja2's errors (``render_arguments`` names the field)."""
-        return self._compiled.render(context)
+    def render(self, context: Mapping[str, Any]) -> Any:
+        """The rendered text, or for a native one-expression template its value; raises jinja2's
+        errors (``render_arguments`` names the field)."""
+        if self._expression is None:
+            return self._compiled.render(context)
+        value = self._expression(context)
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()
+        return _plain(value)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Template) and other.source == self.source
+        return (
+            isinstance(other, Template)
+            and other.source == self.source
+            and other.native == self.native
+        )
 
     def __hash__(self) -> int:
-        return hash((Template, self.source))
+        return hash((Template, self.source, self.native))
 
     def __repr__(self) -> str:
-        return f"Template({self.source!r})"
+        return f"Template({self.source!r}{', native=True' if self.native else ''})"
+
+
+_ONE_EXPRESSION = re.compile(r"\A\{\{-?(?P<body>(?:(?!\{\{|\}\}|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
+
+
+def single_expression(source: str) -> str | None:
+    """The expression of a source that is exactly one ``{{ ... }}``, else None."""
+    found = _ONE_EXPRESSION.match(source.strip())
+    return found.group("body").strip() if found else None
+
+
+def _task_references(tree: nodes.Template) -> frozenset[str]:
+    """The task ids named as ``tasks.<id>.result`` or ``tasks['<id>'].result`` in ``tree``."""
+    found: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        parts: list[str] = []
+        current: nodes.Node = node
+        while isinstance(current, (nodes.Getattr, nodes.Getitem)):
+            if isinstance(current, nodes.Getattr):
+                parts.append(current.attr)
+            elif isinstance(current.arg, nodes.Const) and isinstance(current.arg.value, str):
+                parts.append(current.arg.value)
+            else:
+                parts.clear()
+                break
+            current = current.node
+        if not (isinstance(current, nodes.Name) and current.name == "tasks" and parts):
+            continue
+        parts.reverse()  # from ``tasks`` outwards: ["load", "clean", "result", ...]
+        if "result" in parts[1:]:
+            found.add(".".join(parts[: parts.index("result", 1)]))
+    return frozenset(found)
+
+
+def _plain(value: Any) -> Any:
+    """A rendered native value without the context's own mapping type (plain dicts and lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -209,8 +280,9 @@ def contains_template(value: Any) -> bool:
     return False
 
 
-def render_context(ctx: Context) -> dict[str, Any]:
-    """The names a template sees, from the try's ``Context``."""
+def render_context(ctx: Context, tasks: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The names a template sees, from the try's ``Context``; ``tasks``: the upstream results it
+    may read (``results_context``)."""
     logical_date = ctx.logical_date
     no_date = "this run has no logical_date (it was not started by a timer or a backfill)"
     values: dict[str, Any] = {
@@ -221,6 +293,7 @@ def render_context(ctx: Context) -> dict[str, Any]:
         "try_number": ctx.try_number,
         "logical_date": logical_date,
         "event": _named(ctx.event or {}, "event", "" if ctx.event else "this run has no event"),
+        "tasks": _Named(tasks or {}, "tasks"),
     }
     if logical_date is None:
         values["ds"] = _Missing(hint=f"'ds' is undefined: {no_date}", name="ds")
@@ -229,6 +302,28 @@ def render_context(ctx: Context) -> dict[str, Any]:
         values["ds"] = ds(logical_date)
         values["ds_nodash"] = ds_nodash(logical_date)
     return values
+
+
+def results_context(task_ids: Iterable[str], result_of: Callable[[str], Any]) -> dict[str, Any]:
+    """``tasks`` for ``render_context``: ``{id: {"result": value}}`` for each of ``task_ids``, both
+    under the full id (``tasks['load.clean']``) and nested by group (``tasks.load.clean``)."""
+    flat: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    for task_id in task_ids:
+        entry = _named({"result": result_of(task_id)}, f"tasks.{task_id}")
+        flat[task_id] = entry
+        *groups, name = task_id.split(".")
+        level, path = nested, "tasks"
+        for group in groups:
+            path = f"{path}.{group}"
+            level = level.setdefault(group, _Named({}, path))
+        level.setdefault(name, entry)
+    return {**nested, **flat}
+
+
+def stored_results(results: Mapping[str, bytes | None]) -> Callable[[str], Any]:
+    """``result_of`` for ``results_context`` over a run's stored (JSON-encoded) results."""
+    return lambda task_id: serialization.loads(results.get(task_id))
 
 
 def _named(value: Any, path: str, note: str = "") -> Any:
@@ -240,16 +335,50 @@ def _named(value: Any, path: str, note: str = "") -> Any:
 
 
 def render_arguments(
-    node: TaskNode, args: list[Any], kwargs: dict[str, Any], ctx: Context
+    node: TaskNode,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    ctx: Context,
+    results: Mapping[str, bytes | None] | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
-    """``args`` and ``kwargs`` with every ``Template`` rendered; a failure names task and field."""
-    context = render_context(ctx)
+    """``args`` and ``kwargs`` with every ``Template`` rendered; a failure names task and field.
+    ``results``: the run's stored results, which templates naming ``tasks.<id>.result`` read."""
+    context = render_context(ctx, results_context(_referenced(node), stored_results(results or {})))
     names = _positional_names(node.definition.signature, len(args))
     rendered_args = [
         _render(a, context, node.task_id, name) for a, name in zip(args, names, strict=True)
     ]
     rendered_kwargs = {k: _render(v, context, node.task_id, k) for k, v in kwargs.items()}
     return rendered_args, rendered_kwargs
+
+
+def render_map_source(
+    template: Template, params: Mapping[str, Any], results: Mapping[str, bytes | None]
+) -> Any:
+    """The value a mapped task maps over, from a template that reads ``params`` and ``tasks`` (the
+    other names are not known yet when a mapped task expands)."""
+    context = {
+        "params": _named(params, "params"),
+        "tasks": _Named(
+            results_context(template.task_references, stored_results(results)), "tasks"
+        ),
+    }
+    try:
+        return template.render(context)
+    except UndefinedError as exc:
+        message = exc.message or "undefined name"
+    except Exception as exc:  # a sandbox refusal or an error inside a filter
+        message = describe_exception(exc)
+    raise TemplateRenderError(f"{template.source!r}: {message}") from None
+
+
+def _referenced(node: TaskNode) -> set[str]:
+    """The tasks whose results ``node``'s templates read."""
+    found: set[str] = set()
+    for argument in (*node.args, *node.kwargs.values()):
+        for _, template in _templates_in(argument.value, ""):
+            found |= template.task_references
+    return found
 
 
 def _positional_names(signature: inspect.Signature, count: int) -> list[str]:
@@ -294,10 +423,15 @@ class RenderedField:
     error: str | None = None
 
 
-def render_fields(node: TaskNode, ctx: Context) -> list[RenderedField]:
+def render_fields(
+    node: TaskNode, ctx: Context, result_of: Callable[[str], Any] | None = None
+) -> list[RenderedField]:
     """Every ``Template`` in ``node``'s arguments rendered on its own, in argument order; unlike
-    ``render_arguments`` a failure does not stop the others (``podium render`` shows them all)."""
-    context = render_context(ctx)
+    ``render_arguments`` a failure does not stop the others (``podium render`` shows them all).
+    ``result_of``: an upstream task's result (default: a placeholder naming it)."""
+    context = render_context(
+        ctx, results_context(_referenced(node), result_of or _result_placeholder)
+    )
     names = _positional_names(node.definition.signature, len(node.args))
     values = [*zip(names, (a.value for a in node.args), strict=True)]
     values += [(name, a.value) for name, a in node.kwargs.items()]
@@ -305,12 +439,15 @@ def render_fields(node: TaskNode, ctx: Context) -> list[RenderedField]:
     for name, value in values:
         for field, template in _templates_in(value, name):
             try:
-                rendered.append(
-                    RenderedField(field, _render(template, context, node.task_id, field))
-                )
+                text = _render(template, context, node.task_id, field)
+                rendered.append(RenderedField(field, text if isinstance(text, str) else repr(text)))
             except TemplateRenderError as exc:
                 rendered.append(RenderedField(field, error=str(exc)))
     return rendered
+
+
+def _result_placeholder(task_id: str) -> str:
+    return f"<result of {task_id}>"
 
 
 def _templates_in(value: Any, field: str) -> Iterator[tuple[str, Template]]:

@@ -31,8 +31,16 @@ from pydantic import BaseModel, ValidationError
 from . import steps
 from .dag import DAG, DAGBuilder, DAGParam, TaskDef, TaskRef, dag_from_builder, task
 from .errors import DAGError, PodiumError, describe_exception
-from .templating import Template
-from .yaml_spec import PARAM_TYPES, DagSpec, Spec, TaskOptionsSpec, TaskSpec, TriggerSpec
+from .templating import Template, single_expression
+from .yaml_spec import (
+    GROUP_PATTERN,
+    PARAM_TYPES,
+    DagSpec,
+    Spec,
+    TaskOptionsSpec,
+    TaskSpec,
+    TriggerSpec,
+)
 
 Loc = tuple[str | int, ...]
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -95,7 +103,7 @@ def _load_text(path: Path, text: str) -> DAG:
         )
         compiler.check(_valid_tasks(data), _valid_triggers(data))
         raise YAMLDAGError(path, _in_file_order(found + compiler.problems)) from None
-    compiler = _Compiler(path, where, list(spec.tasks), spec.defaults)
+    compiler = _Compiler(path, where, _task_ids(data), spec.defaults)
     builder, triggers = compiler.check(spec.tasks, dict(enumerate(spec.triggers)))
     dag = compiler.finish(spec, builder, triggers)
     if compiler.problems or dag is None:
@@ -104,8 +112,16 @@ def _load_text(path: Path, text: str) -> DAG:
 
 
 def _task_ids(data: Mapping[str, Any]) -> list[str]:
+    """The full ids of the tasks of a file: each key, under its ``group`` when it names one."""
     tasks = data.get("tasks")
-    return [str(k) for k in tasks] if isinstance(tasks, dict) else []
+    if not isinstance(tasks, dict):
+        return []
+    ids = []
+    for key, raw in tasks.items():
+        group = raw.get("group") if isinstance(raw, dict) else None
+        grouped = isinstance(group, str) and re.match(GROUP_PATTERN, group)
+        ids.append(f"{group}.{key}" if grouped else str(key))
+    return ids
 
 
 def _valid(model: type[Spec], data: Mapping[str, Any], key: str) -> Any:
@@ -210,8 +226,13 @@ def _walk(
 ) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             position = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if not isinstance(key_node, yaml.ScalarNode):  # ``? [a, b]``: YAML allows, we cannot
+                problems.append(
+                    Problem(*position, _dotted(loc), "a key must be a name, not a list or mapping")
+                )
+                continue
+            key = key_node.value
             child = (*loc, key)
             if child in marks:
                 line = marks[child][0]
@@ -290,6 +311,8 @@ def _message(error: Mapping[str, Any]) -> str:
             return f"must be {word} {ctx[bound]}"
     if kind == "string_pattern_mismatch" and loc[-1:] == ("call",):
         return "must be 'module:function' (e.g. 'pipelines.steps:load')"
+    if kind == "string_pattern_mismatch" and loc[-1:] == ("group",):
+        return "must be names of letters, digits, '_' or '-' joined by '.' (e.g. 'load.eu')"
     if kind == "string_pattern_mismatch" and loc[-1:] == ("dag_id",):
         return "must not contain '/'"
     message = str(error["msg"])
@@ -349,6 +372,8 @@ class _Compiler:
         self.task_ids = task_ids
         self.defaults = defaults
         self.problems: list[Problem] = []
+        self.unresolved: set[str] = set()  # tasks naming a task they cannot depend on (reported)
+        self.reads: dict[str, set[str]] = {}  # task key -> the tasks whose results it reads
 
     def report(self, loc: Loc, message: str) -> None:
         self.problems.append(self.where.problem(loc, message))
@@ -357,16 +382,21 @@ class _Compiler:
         self, tasks: Mapping[str, TaskSpec], triggers: Mapping[int, TriggerSpec]
     ) -> tuple[DAGBuilder, list[Any]]:
         """Check ``tasks`` and ``triggers``; the builder holding the tasks, and the built triggers."""
-        self._check_dependencies(tasks)
+        self._check_keys(tasks)
+        order = self._check_dependencies(tasks)
         built = (self._trigger(index, trigger) for index, trigger in triggers.items())
         triggers_built = [trigger for trigger in built if trigger is not None]
         builder = DAGBuilder("yaml")
         refs: dict[str, TaskRef] = {}
-        for task_id, task_spec in tasks.items():
-            ref = self._add_task(builder, task_id, task_spec)
+        key_of = {task_spec.full_id(key): key for key, task_spec in tasks.items()}
+        for key in order:  # upstream tasks first: a template naming a result needs its task
+            if any(key_of.get(upstream) in self.unresolved for upstream in self.reads[key]):
+                self.unresolved.add(key)  # its upstream was not built: nothing more to say
+            ref = self._add_task(builder, key, tasks[key])
             if ref is not None:
-                refs[task_id] = ref
-        for task_id, task_spec in tasks.items():
+                refs[tasks[key].full_id(key)] = ref
+        for key, task_spec in tasks.items():
+            task_id = task_spec.full_id(key)
             for upstream in task_spec.depends_on:
                 if upstream in refs and task_id in refs and upstream != task_id:
                     builder.add_order_edge(refs[upstream], refs[task_id])
@@ -396,23 +426,75 @@ class _Compiler:
             self.report((), str(exc))
             return None
 
-    def _check_dependencies(self, tasks: Mapping[str, TaskSpec]) -> None:
-        for task_id, task_spec in tasks.items():
-            for index, upstream in enumerate(task_spec.depends_on):
+    def _check_keys(self, tasks: Mapping[str, TaskSpec]) -> None:
+        for key in tasks:
+            if "." in key or "[" in key:
+                self.report(
+                    ("tasks", key),
+                    "a task key has no '.' or '[' (to put a task in a group, give it group:)",
+                )
+
+    def _check_dependencies(self, tasks: Mapping[str, TaskSpec]) -> list[str]:
+        """Report unknown and circular dependencies (``depends_on`` and results named in
+        templates); the keys of the tasks outside any cycle, upstream first."""
+        upstream_of: dict[str, list[str]] = {}
+        for key, task_spec in tasks.items():
+            task_id = task_spec.full_id(key)
+            named: list[tuple[Loc, str]] = [
+                (("tasks", key, "depends_on", index), upstream)
+                for index, upstream in enumerate(task_spec.depends_on)
+            ]
+            reads = self._result_references(key, task_spec)
+            self.reads[key] = {upstream for _, upstream in reads}
+            named += reads
+            upstream_of[task_id] = []
+            for loc, upstream in named:
                 if upstream not in self.task_ids:
-                    hint = _did_you_mean(upstream, self.task_ids)
-                    self.report(
-                        ("tasks", task_id, "depends_on", index), f"unknown task {upstream!r}{hint}"
-                    )
+                    self.report(loc, f"unknown task {upstream!r}{self._task_hint(upstream)}")
+                    self.unresolved.add(key)
                 elif upstream == task_id:
-                    self.report(
-                        ("tasks", task_id, "depends_on", index), "a task cannot depend on itself"
-                    )
-        cycle = _find_cycle(
-            {tid: [u for u in t.depends_on if u in tasks and u != tid] for tid, t in tasks.items()}
-        )
+                    self.report(loc, "a task cannot depend on itself")
+                    self.unresolved.add(key)
+                elif upstream not in upstream_of[task_id]:
+                    upstream_of[task_id].append(upstream)
+        graph = {tid: [u for u in ups if u in upstream_of] for tid, ups in upstream_of.items()}
+        key_of = {task_spec.full_id(key): key for key, task_spec in tasks.items()}
+        cycle = _find_cycle(graph)
         if cycle:
-            self.report(("tasks", cycle[0], "depends_on"), f"cycle {' -> '.join(cycle)}")
+            self.report(("tasks", key_of[cycle[0]], "depends_on"), f"cycle {' -> '.join(cycle)}")
+            self.unresolved.update(key_of[tid] for tid in cycle)
+            return []
+        return [key_of[tid] for tid in _upstream_first(graph)]
+
+    def _task_hint(self, name: str) -> str:
+        """ "did you mean" for a task id, knowing that a task in a group is named by its full id."""
+        grouped = [tid for tid in self.task_ids if tid.rpartition(".")[2] == name]
+        if len(grouped) == 1:
+            return f" (did you mean {grouped[0]!r}? a task in a group is named by its full id)"
+        return _did_you_mean(name, self.task_ids)
+
+    def _result_references(self, key: str, spec: TaskSpec) -> list[tuple[Loc, str]]:
+        """The tasks whose results ``spec``'s templates name (``tasks.<id>.result``), with where."""
+        fields: list[tuple[Loc, Any]] = [
+            (("tasks", key, "args"), spec.args),
+            (("tasks", key, "map"), spec.mapped),
+        ]
+        if spec.shell is not None:
+            fields.append((("tasks", key, "shell"), spec.shell.model_dump(exclude_none=True)))
+        if spec.http is not None:
+            body = spec.http.model_dump(exclude_none=True, by_alias=True)
+            fields.append((("tasks", key, "http"), body))
+        found: list[tuple[Loc, str]] = []
+        for loc, value in fields:
+            for where, text in _strings(loc, value):
+                if not _TEMPLATE_MARK.search(text):
+                    continue
+                try:
+                    references = Template(text).task_references
+                except DAGError:
+                    continue  # reported where the task is built
+                found += [(where, upstream) for upstream in sorted(references)]
+        return found
 
     def _trigger(self, index: int, spec: TriggerSpec) -> Any:
         from sensors import AfterDag, Cron, Every, KafkaTopic, S3Events
@@ -436,33 +518,77 @@ class _Compiler:
             self.report(("triggers", index, kind), text)
         return None
 
-    def _add_task(self, builder: DAGBuilder, task_id: str, spec: TaskSpec) -> TaskRef | None:
+    def _add_task(self, builder: DAGBuilder, key: str, spec: TaskSpec) -> TaskRef | None:
         fn: Callable[..., Any] | None
+        mapped: dict[str, Any] = {}
         if spec.call is not None:
-            where: Loc = ("tasks", task_id, "args")
-            fn = self._import(("tasks", task_id, "call"), spec.call)
-            arguments = spec.args
+            where: Loc = ("tasks", key, "args")
+            fn = self._import(("tasks", key, "call"), spec.call)
+            kwargs = self._templates(where, spec.args, native=True)
+            mapped = self._map_sources(("tasks", key, "map"), spec.mapped)
         elif spec.shell is not None:
-            where, fn = ("tasks", task_id, "shell"), steps.shell
-            arguments = spec.shell.model_dump(exclude_none=True)
+            where, fn = ("tasks", key, "shell"), steps.shell
+            kwargs = self._templates(where, spec.shell.model_dump(exclude_none=True))
         else:
             assert spec.http is not None
-            where, fn = ("tasks", task_id, "http"), steps.http
+            where, fn = ("tasks", key, "http"), steps.http
             arguments = spec.http.model_dump(exclude_none=True, by_alias=True)
-        kwargs = self._templates(where, arguments)
+            kwargs = self._templates(where, arguments)
         if fn is None:
+            return None
+        if not self._check_map_names(("tasks", key, "map"), fn, spec.call, mapped):
+            return None
+        if key in self.unresolved:
             return None
         options = {
             **self.defaults.model_dump(exclude_none=True),
             **spec.model_dump(include=set(TaskOptionsSpec.model_fields), exclude_none=True),
         }
         try:
-            definition: TaskDef[Any, Any] = task(task_id=task_id, **options)(fn)
-            return builder.add_task(definition, (), kwargs)
+            definition: TaskDef[Any, Any] = task(task_id=key, **options)(fn)
+            return builder.add_task(
+                definition,
+                (),
+                {**kwargs, **mapped},
+                map_names=tuple(mapped),
+                group=spec.group,
+            )
         except DAGError as exc:
-            message = str(exc).removeprefix(f"DAG {builder.dag_id!r}, task {task_id!r}: ")
-            self.report(where, message)
+            message = str(exc).removeprefix(f"DAG {builder.dag_id!r}, task {spec.full_id(key)!r}: ")
+            self.report(("tasks", key, "map") if mapped and "map" in message else where, message)
             return None
+
+    def _check_map_names(
+        self, loc: Loc, fn: Callable[..., Any], target: str | None, mapped: Mapping[str, Any]
+    ) -> bool:
+        """Whether every ``map:`` key is a parameter of ``fn`` (else reported)."""
+        try:
+            parameters = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            return True  # no signature to check against: the builder reports what it finds
+        ok = True
+        for name in mapped:
+            if name not in parameters:
+                hint = _did_you_mean(name, parameters) or f" (it takes {', '.join(parameters)})"
+                self.report((*loc, name), f"{target} has no parameter {name!r}{hint}")
+                ok = False
+        return ok
+
+    def _map_sources(self, loc: Loc, mapped: Mapping[str, Any]) -> dict[str, Any]:
+        """Each ``map:`` value as the builder maps it: a list, or a one-expression template."""
+        sources: dict[str, Any] = {}
+        for name, value in mapped.items():
+            if isinstance(value, list) and not any(True for _ in _template_strings(value)):
+                sources[name] = value
+            elif isinstance(value, str) and single_expression(value) is not None:
+                sources[name] = self._templates((*loc, name), value, native=True)
+            else:
+                self.report(
+                    (*loc, name),
+                    "map takes a list, '{{ tasks.<id>.result }}' or '{{ params.<name> }}' "
+                    f"(one expression), got {_short(value)}",
+                )
+        return sources
 
     def _import(self, loc: Loc, target: str) -> Callable[..., Any] | None:
         module_name, _, name = target.partition(":")
@@ -486,21 +612,60 @@ class _Compiler:
             return None
         return value
 
-    def _templates(self, loc: Loc, value: Any) -> Any:
-        """``value`` with every string that holds template syntax made a ``Template``."""
+    def _templates(self, loc: Loc, value: Any, *, native: bool = False) -> Any:
+        """``value`` with every string that holds template syntax made a ``Template``; ``native``:
+        one that is a single expression keeps its value's type."""
         if isinstance(value, str):
             if not _TEMPLATE_MARK.search(value):
                 return value
             try:
-                return Template(value)
+                return Template(value, native=native)
             except DAGError as exc:
                 self.report(loc, str(exc))
                 return value
         if isinstance(value, list):
-            return [self._templates((*loc, i), v) for i, v in enumerate(value)]
+            return [self._templates((*loc, i), v, native=native) for i, v in enumerate(value)]
         if isinstance(value, dict):
-            return {k: self._templates((*loc, k), v) for k, v in value.items()}
+            return {k: self._templates((*loc, k), v, native=native) for k, v in value.items()}
         return value
+
+
+def _strings(loc: Loc, value: Any) -> Iterator[tuple[Loc, str]]:
+    """Every string inside ``value`` (lists and mapping values), with its path."""
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings((*loc, i), v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings((*loc, k), v)
+
+
+def _template_strings(value: Any) -> Iterator[str]:
+    return (text for _, text in _strings((), value) if _TEMPLATE_MARK.search(text))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _upstream_first(graph: Mapping[str, list[str]]) -> list[str]:
+    """The nodes of an acyclic ``graph`` (node -> its upstream nodes), each after its upstreams,
+    otherwise in the graph's order."""
+    done: dict[str, None] = {}
+
+    def place(node: str) -> None:
+        if node in done:
+            return
+        for upstream in graph[node]:
+            place(upstream)
+        done[node] = None
+
+    for node in graph:
+        place(node)
+    return list(done)
 
 
 def _find_cycle(graph: Mapping[str, list[str]]) -> list[str]:

@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-PARAM_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+PARAM_TYPES: dict[str, type] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "list": list,
+    "object": dict,
+}
 
 
 def _int_at_least(minimum: int) -> Any:
@@ -65,7 +72,7 @@ class Spec(BaseModel):
 class ParamSpec(Spec):
     """A DAG param: its type, and its default (a param without one is required)."""
 
-    type: Literal["string", "integer", "number", "boolean"] = "string"
+    type: Literal["string", "integer", "number", "boolean", "list", "object"] = "string"
     default: Any = None
     description: str | None = None
 
@@ -202,16 +209,30 @@ class HttpSpec(Spec):
     timeout: Seconds = 30.0
 
 
+GROUP_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+GroupId = Annotated[str, Field(pattern=GROUP_PATTERN)]
+
+
 class TaskSpec(TaskOptionsSpec):
     """A task: exactly one of ``call`` (a Python function, ``module:function``, with ``args``),
-    ``shell`` or ``http``; ``depends_on`` lists the tasks that must finish first."""
+    ``shell`` or ``http``; ``depends_on`` lists the tasks that must finish first. A string in
+    ``args`` that is one ``{{ expression }}`` keeps its type, and ``{{ tasks.<id>.result }}`` is a
+    data edge. ``map`` makes one instance per element (``call`` only), ``group`` puts the task in
+    a task group (its id becomes ``<group>.<key>``)."""
 
     description: str | None = None
     call: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
     args: dict[str, Any] = Field(default_factory=dict)
+    mapped: dict[Name, Any] = Field(
+        default_factory=dict,
+        alias="map",
+        description="parameter -> a list, '{{ tasks.<id>.result }}' or '{{ params.<name> }}'; "
+        "one instance per element (several are zipped)",
+    )
     shell: ShellSpec | None = None
     http: HttpSpec | None = None
     depends_on: list[Name] = Field(default_factory=list)
+    group: GroupId | None = Field(default=None, description="a task group, 'load' or 'load.eu'")
 
     @model_validator(mode="after")
     def _one_kind(self) -> TaskSpec:
@@ -223,7 +244,21 @@ class TaskSpec(TaskOptionsSpec):
             )
         if self.args and self.call is None:
             raise PydanticCustomError("podium", "args go with call (a Python function)")
+        if self.mapped and self.call is None:
+            raise PydanticCustomError(
+                "podium",
+                "map goes with call (to map a command, call 'engine.steps:shell' with map: argv)",
+            )
+        both = sorted(set(self.mapped) & set(self.args))
+        if both:
+            raise PydanticCustomError(
+                "podium", f"{', '.join(both)} is both in map and in args (pick one)"
+            )
         return self
+
+    def full_id(self, key: str) -> str:
+        """The task's id in the DAG: its key, under its group."""
+        return f"{self.group}.{key}" if self.group else key
 
 
 class DagSpec(Spec):

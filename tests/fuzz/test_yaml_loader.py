@@ -53,6 +53,9 @@ templates = st.sampled_from(
         "{{ ''.__class__ }}",
         "{% raw %}{{ x }}{% endraw %}",
         "{{ tasks.extract.result }}",
+        "{{ tasks.ghost.result }}",
+        "{{ tasks['g.load'].result | length }}",
+        "{{ tasks.extract }}",
         "plain.sh",
         "{{ 1 / 0 }}",
         "{{",
@@ -155,6 +158,17 @@ def task_maps(draw: st.DrawFn) -> Any:
         upstream = draw(st.lists(st.sampled_from([*ids, "extrct", "ghost"]), max_size=3))
         if upstream or draw(st.booleans()):
             spec["depends_on"] = draw(maybe(st.just(upstream)))
+        extra = {
+            "group": maybe(st.sampled_from(["g", "g.eu", "bad group", ""])),
+            "map": maybe(
+                st.dictionaries(
+                    st.sampled_from(["path", "limit", "nope"]),
+                    st.one_of(templates, st.lists(scalars, max_size=2), scalars),
+                    max_size=2,
+                )
+            ),
+        }
+        spec.update(draw(st.fixed_dictionaries({}, optional=extra)))
         tasks[task_id] = spec
     return draw(maybe(st.just(tasks)))
 
@@ -188,6 +202,11 @@ def valid_documents(draw: st.DrawFn) -> Any:
         else:
             spec = {"call": "fuzz_yaml_helpers:step", "args": {"path": draw(good)}}
         upstream = draw(st.lists(st.sampled_from(ids[:position]), unique=True)) if position else []
+        if upstream and "call" in spec and draw(st.booleans()):  # a data edge instead
+            spec["args"] = {"path": f"{{{{ tasks.{upstream[0]}.result }}}}"}
+            if draw(st.booleans()):
+                spec["map"], spec["args"] = {"path": spec["args"]["path"]}, {}
+            upstream = upstream[1:]
         if upstream:
             spec["depends_on"] = upstream
         spec.update(
@@ -328,9 +347,10 @@ def test_generated_documents_load_or_report_every_problem(document: Any) -> None
     if dags:  # what loaded is what the file says
         [dag] = dags
         tasks = document["tasks"]
-        assert set(dag.tasks) == {str(t) for t in tasks}
+        full = {str(t): f"{s['group']}.{t}" if s.get("group") else str(t) for t, s in tasks.items()}
+        assert set(dag.tasks) == set(full.values())
         for task_id, spec in tasks.items():
-            assert set(dag.tasks[task_id].upstream) >= set(spec.get("depends_on") or ())
+            assert set(dag.tasks[full[task_id]].upstream) >= set(spec.get("depends_on") or ())
 
 
 @FUZZ
@@ -338,7 +358,8 @@ def test_generated_documents_load_or_report_every_problem(document: Any) -> None
 def test_valid_documents_load(document: Any) -> None:
     [dag] = check_file(dump(document).encode("utf-8"))
     assert {t: set(n.upstream) for t, n in dag.tasks.items()} == {
-        t: set(spec.get("depends_on", ())) for t, spec in document["tasks"].items()
+        t: set(spec.get("depends_on", ())) | set(re.findall(r"tasks\.(\w+)\.result", str(spec)))
+        for t, spec in document["tasks"].items()
     }
 
 

@@ -183,7 +183,9 @@ async def test_mapping_over_something_else_than_a_list_fails_the_task(tmp_path: 
 
 
 def test_map_needs_a_list_or_an_upstream_result() -> None:
-    with pytest.raises(DAGError, match="maps over an upstream task's result or a list"):
+    with pytest.raises(
+        DAGError, match="maps over an upstream task's result, a list or a param, got str for 'path'"
+    ):
 
         @dag
         def wrong() -> None:
@@ -297,3 +299,35 @@ async def test_a_failed_instance_with_on_failure_pause_pauses_the_run_and_resume
     assert final.tasks["pausing"].result == [0, 1, 2, 3]
     assert final.tasks["pausing[2]"].try_number == 2
     assert final.tasks["pausing[0]"].try_number == 1
+
+
+@dag
+def by_name(regions: list[str] = ["eu", "us"]) -> None:  # noqa: B006
+    count(load.partial(bucket="raw").expand(path=list_files(2)))
+    load.override(task_id="per_region").expand(path=regions)
+
+
+async def test_expand_maps_by_parameter_name_and_over_a_list_param(tmp_path: Path) -> None:
+    async with Engine(tmp_path / "n.db", dags=[by_name]) as podium:
+        run = await (await podium.trigger("by_name", {"regions": ["eu", "us", "apac"]})).wait(
+            timeout=30
+        )
+    assert run.state == "success", {t: i.error for t, i in run.tasks.items()}
+    assert run.tasks["count"].result == ["file-0.csv", "file-1.csv"]
+    assert run.tasks["load[1]"].result == {"path": "file-1.csv", "bucket": "raw"}
+    assert [r["path"] for r in run.tasks["per_region"].result] == ["eu", "us", "apac"]
+    assert run.tasks["per_region[2]"].result == {"path": "apac", "bucket": "landing"}
+
+
+def test_expand_names_what_it_cannot_map() -> None:
+    with pytest.raises(DAGError, match="cannot map over 'paths', which is not a named parameter"):
+
+        @dag
+        def wrong() -> None:
+            load.expand(paths=list_files(2))
+
+    with pytest.raises(DAGError, match="bucket is both mapped and fixed"):
+
+        @dag
+        def both() -> None:
+            load.partial(bucket="x").expand(bucket=["a"], path=["b"])

@@ -156,3 +156,98 @@ def test_one_broken_yaml_file_hides_no_other_dag(tmp_path: Path) -> None:
         f"{folder / 'broken.yaml'}:7:1: YAML syntax error: expected ',' or ']', but got '<stream end>'",
         f"{folder / 'invalid.yaml'}:4:5: tasks.a.retries: must be an integer >= 0",
     ]
+
+
+FAN_OUT_STEPS = """
+def list_files(day: str, count: int) -> list:
+    return [f"{day}/part-{i}.csv" for i in range(count)]
+
+def size(path: str, unit: str) -> dict:
+    return {"path": path, "size": len(path), "unit": unit}
+
+def total(sizes: list, regions: list) -> dict:
+    return {"bytes": sum(s["size"] for s in sizes), "files": len(sizes), "regions": regions}
+
+def shout(region: str) -> str:
+    return region.upper()
+"""
+
+FAN_OUT = """
+dag_id: files_of_a_day
+params:
+  day: {type: string, default: "2026-11-25"}
+  count: {type: integer, default: 3}
+  regions: {type: list, default: [eu, us]}
+tasks:
+  list_files:
+    call: fan_steps:list_files
+    args: {day: "{{ params.day }}", count: "{{ params.count }}"}
+  size:
+    group: load
+    call: fan_steps:size
+    map: {path: "{{ tasks.list_files.result }}"}
+    args: {unit: bytes}
+  shout:
+    group: load
+    call: fan_steps:shout
+    map: {region: "{{ params.regions }}"}
+  total:
+    call: fan_steps:total
+    args: {sizes: "{{ tasks.load.size.result }}", regions: "{{ tasks['load.shout'].result }}"}
+  note:
+    shell:
+      argv: [echo, "{{ tasks.total.result.files }} files"]
+"""
+
+
+async def test_yaml_data_edges_map_and_groups_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "fan_steps.py").write_text(FAN_OUT_STEPS)
+    (tmp_path / "files.yaml").write_text(FAN_OUT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = load_dags(tmp_path)
+    assert loaded.errors == []
+    (files,) = loaded.dags
+    assert files.tasks["load.size"].group == "load"
+    assert files.tasks["total"].data_upstream == {"load.size", "load.shout"}
+    assert files.tasks["note"].data_upstream == {"total"}
+    async with Engine(tmp_path / "f.db", dags=loaded.dags) as podium:
+        run = await podium.trigger("files_of_a_day", {"count": 4, "regions": '["eu", "apac"]'})
+        done = await run.wait(timeout=60)
+    assert done.state == RunState.SUCCESS, {t: i.error for t, i in done.tasks.items()}
+    paths = [f"2026-11-25/part-{i}.csv" for i in range(4)]
+    assert done.tasks["list_files"].result == paths
+    assert [done.tasks[f"load.size[{i}]"].result["path"] for i in range(4)] == paths
+    assert done.tasks["total"].result == {
+        "bytes": sum(len(p) for p in paths),
+        "files": 4,
+        "regions": ["EU", "APAC"],
+    }
+    assert done.tasks["note"].result["stdout"] == "4 files"
+
+
+async def test_a_yaml_map_over_something_else_than_a_list_fails_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "fan_steps.py").write_text(FAN_OUT_STEPS)
+    (tmp_path / "one.yaml").write_text(
+        textwrap.dedent(
+            """
+            params:
+              day: {type: string, default: "2026-11-25"}
+            tasks:
+              size:
+                call: fan_steps:size
+                map: {path: "{{ params.day }}"}
+                args: {unit: bytes}
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = load_dags(tmp_path)
+    assert loaded.errors == []
+    async with Engine(tmp_path / "o.db", dags=loaded.dags) as podium:
+        done = await (await podium.trigger("one")).wait(timeout=30)
+    assert done.state == RunState.FAILED
+    assert "maps over 'path', which is a str, not a list" in (done.tasks["size"].error or "")

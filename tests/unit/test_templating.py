@@ -7,8 +7,17 @@ from typing import Any
 
 import pytest
 
-from engine import Context, DAGError, Template, TemplateError, TemplateRenderError, dag, task
-from engine.templating import add_days, ds, ds_nodash, render_arguments
+from engine import (
+    Context,
+    DAGError,
+    TaskGroup,
+    Template,
+    TemplateError,
+    TemplateRenderError,
+    dag,
+    task,
+)
+from engine.templating import add_days, ds, ds_nodash, render_arguments, render_fields
 
 
 async def _no_checkpoint(value: Any) -> None:
@@ -181,3 +190,69 @@ def test_positional_argument_names_in_errors() -> None:
         render_arguments(node, ["a", None, "b", Template("{{ nope }}")], {}, ctx)
     with pytest.raises(TemplateRenderError, match="field 'path'"):
         render_arguments(node, [Template("{{ nope }}")], {}, ctx)
+
+
+def test_native_templates_keep_the_value_type_and_text_ones_do_not() -> None:
+    ctx = make_ctx({"n": 3, "days": ["a", "b"]})
+    assert render(Template("{{ params.days }}", native=True), ctx) == ["a", "b"]
+    assert render(Template(" {{- params.n + 1 -}} ", native=True), ctx) == 4
+    assert render(Template("{{ params.n }}"), ctx) == "3"
+    assert render(Template("n={{ params.n }}", native=True), ctx) == "n=3"  # not one expression
+    assert type(render(Template("{{ params }}", native=True), ctx)) is dict
+
+
+def test_a_native_template_naming_a_missing_value_fails_like_a_text_one() -> None:
+    with pytest.raises(TemplateRenderError) as caught:
+        render(Template("{{ params.dy }}", native=True))
+    assert str(caught.value) == (
+        "task 'load' field 'path': 'params' has no attribute 'dy' (did you mean 'day'?)"
+    )
+
+
+def test_task_references_are_found_in_every_spelling() -> None:
+    found = Template(
+        "{{ tasks.a.result }} {{ tasks['load.clean'].result.rows }} "
+        "{% for x in tasks.grp.b.result %}{{ x }}{% endfor %} {{ tasks.c }} {{ params.tasks }}"
+    ).task_references
+    assert found == {"a", "load.clean", "grp.b"}
+
+
+@task
+def combine(rows: Any, label: str) -> str:
+    return label
+
+
+@task
+def extract() -> list[int]:
+    return [1, 2]
+
+
+@dag
+def with_results() -> None:
+    with TaskGroup("load"):
+        rows = extract()
+    combine(rows, Template("{{ tasks.load.extract.result | length }} rows"))
+
+
+def test_a_template_naming_a_result_is_a_data_edge_and_renders_it() -> None:
+    node = with_results.tasks["combine"]
+    assert node.data_upstream == {"load.extract"}
+    results = {"load.extract": b"[1, 2, 3]"}
+    args, _ = render_arguments(node, ["x", node.args[1].value], {}, make_ctx(), results)
+    assert args[1] == "3 rows"
+    fields = render_fields(node, make_ctx(), result_of=lambda task_id: [task_id] * 4)
+    assert [(f.field, f.value) for f in fields] == [("label", "4 rows")]
+
+
+def test_a_template_naming_an_unknown_task_fails_the_definition() -> None:
+    with pytest.raises(DAGError) as caught:
+
+        @dag
+        def wrong() -> None:
+            extract()
+            combine([], Template("{{ tasks.extrat.result }}"))
+
+    assert str(caught.value) == (
+        "DAG 'wrong', task 'combine': template '{{ tasks.extrat.result }}' reads the result of "
+        "'extrat', which is not a task declared before it (did you mean 'extract'?)"
+    )

@@ -175,7 +175,7 @@ def test_shape_errors_each_with_its_line(folder: Path) -> None:
     assert problems(folder, text) == [
         "1:1: dag_id: must not contain '/'",
         "2:1: descripton: unknown key 'descripton' (did you mean 'description'?)",
-        "4:9: params.day.type: must be one of: string, integer, number or boolean",
+        "4:9: params.day.type: must be one of: string, integer, number, boolean, list or object",
         "5:3: params.n: default '3' is not of type integer",
         "6:12: defaults.retries: must be an integer >= 0",
         "8:5: triggers[0].cron: must be a mapping (keys: schedule, tz, catchup)",
@@ -324,3 +324,108 @@ def test_schema_describes_the_file() -> None:
     task = schema["$defs"]["TaskSpec"]["properties"]
     assert task["retries"]["anyOf"][0] == {"minimum": 0, "type": "integer"}
     assert "json" in schema["$defs"]["HttpSpec"]["properties"]
+
+
+def test_data_edges_map_and_group_errors_each_with_its_line(folder: Path) -> None:
+    text = """
+    tasks:
+      extract:
+        call: yaml_helpers:load
+        args: {path: "{{ tasks.lodd.result }}"}
+      load:
+        call: yaml_helpers:load
+        map: {path: "{{ tasks.extrct.result }}", limit: "x {{ params.n }}", nope: [1]}
+      a.b:
+        call: yaml_helpers:load
+        args: {path: x}
+      c:
+        call: yaml_helpers:load
+        args: {path: "{{ tasks.d.result }}"}
+      d:
+        group: grp
+        call: yaml_helpers:load
+        args: {path: "{{ tasks.c.result }}"}
+      e:
+        shell: {argv: [echo]}
+        map: {argv: [[a]]}
+      f:
+        call: yaml_helpers:load
+        map: {path: [a]}
+        args: {path: b}
+      g:
+        group: "bad group"
+        call: yaml_helpers:load
+        args: {path: "{{ tasks.g.result }}"}
+    """
+    assert problems(folder, text) == [
+        "4:12: tasks.extract.args.path: unknown task 'lodd' (did you mean 'load'?)",
+        "7:11: tasks.load.map.path: unknown task 'extrct' (did you mean 'extract'?)",
+        "7:46: tasks.load.map.limit: map takes a list, '{{ tasks.<id>.result }}' or "
+        "'{{ params.<name> }}' (one expression), got 'x {{ params.n }}'",
+        "7:73: tasks.load.map.nope: yaml_helpers:load has no parameter 'nope' "
+        "(it takes path, limit)",
+        "8:3: tasks.a.b: a task key has no '.' or '[' (to put a task in a group, give it group:)",
+        "13:12: tasks.c.args.path: unknown task 'd' "
+        "(did you mean 'grp.d'? a task in a group is named by its full id)",
+        "18:3: tasks.e: map goes with call "
+        "(to map a command, call 'engine.steps:shell' with map: argv)",
+        "21:3: tasks.f: path is both in map and in args (pick one)",
+        "26:5: tasks.g.group: must be names of letters, digits, '_' or '-' joined by '.' "
+        "(e.g. 'load.eu')",
+        "28:12: tasks.g.args.path: a task cannot depend on itself",
+    ]
+
+
+def test_a_cycle_through_results_is_reported(folder: Path) -> None:
+    text = """
+    tasks:
+      a:
+        call: yaml_helpers:load
+        args: {path: "{{ tasks.b.result }}"}
+      b:
+        call: yaml_helpers:load
+        depends_on: [a]
+        args: {path: x}
+    """
+    assert problems(folder, text) == ["2:3: tasks.a.depends_on: cycle a -> b -> a"]
+
+
+def test_data_edges_map_and_groups_compile(folder: Path) -> None:
+    text = """
+    params:
+      files: {type: list, default: [a.csv, b.csv]}
+      options: {type: object, default: {mode: fast}}
+    tasks:
+      gzip:
+        group: pack
+        call: engine.steps:shell
+        map: {argv: "{{ params.files | map('list') | list }}"}
+      load:
+        group: load.eu
+        call: yaml_helpers:load
+        map: {path: "{{ tasks['pack.gzip'].result }}"}
+        args: {limit: "{{ params.options.mode | length }}"}
+      report:
+        call: yaml_helpers:load
+        args: {path: "rows: {{ tasks.load.eu.load.result | length }}"}
+    """
+    nightly = load_yaml_dag(write(folder, text))
+    assert sorted(nightly.tasks) == ["load.eu.load", "pack.gzip", "report"]
+    assert nightly.tasks["load.eu.load"].group == "load.eu"
+    assert nightly.tasks["load.eu.load"].mapped == ("path",)
+    assert nightly.tasks["load.eu.load"].data_upstream == {"pack.gzip"}
+    assert nightly.tasks["report"].data_upstream == {"load.eu.load"}
+    assert nightly.tasks["pack.gzip"].mapped == ("argv",)
+    assert nightly.params["files"].annotation is list
+    assert nightly.validate_params({"files": '["x"]'})["files"] == ["x"]
+    with pytest.raises(Exception, match=r"param 'files' expects list \(as JSON\), got 'x,y'"):
+        nightly.validate_params({"files": "x,y"})
+
+
+def test_a_key_that_is_a_list_is_reported_where_it_is(folder: Path) -> None:
+    text = """
+    tasks:
+      ? [a, b]
+      : {shell: {argv: [echo]}}
+    """
+    assert problems(folder, text) == ["2:5: tasks: a key must be a name, not a list or mapping"]
