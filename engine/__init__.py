@@ -10,7 +10,8 @@ from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, S
 from .assets import Asset
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context
-from .dag import DAG, PartialTask, TaskDef, TaskGroup, TaskRef, dag, task
+from .dag import DAG, dag
+from .dag_builder import TaskGroup, TaskRef
 from .engine import Engine
 from .errors import (
     DAGError,
@@ -39,6 +40,7 @@ from .retry import RetryPolicy
 from .runners import Dask, Local, Process, Runner, Virtualenv
 from .slowness import SLA, SlownessPolicy
 from .states import RunState, TaskState, TriggerRule
+from .tasks import PartialTask, TaskDef, task
 from .templating import Template, TemplateError, TemplateRenderError
 
 __all__ = [

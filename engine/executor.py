@@ -14,7 +14,7 @@ import anyio
 
 from . import serialization
 from .context import Context
-from .dag import CONTEXT, ParamRef, TaskNode, TaskRef
+from .dag_builder import CONTEXT, ParamRef, TaskNode, TaskRef
 from .errors import ResultError, Skip, TaskTimeoutError, describe_exception
 from .runners.base import RunnerSession, TryCall
 from .templating import render_arguments

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from .dag import Arg, TaskNode
+from .dag_builder import Arg, TaskNode
 from .errors import PodiumError
 from .executor import resolve
 from .run_state import instance_id

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import serialization
-from .dag import DAG, TaskNode
+from .dag import DAG
+from .dag_builder import TaskNode
 from .limits import LimitKey
 from .models import Run, TaskInstance, epoch_to_datetime
 from .scheduler import GraphSpec, RunProgress, graph_spec

@@ -49,7 +49,7 @@ from .errors import DAGError, PodiumError, describe_exception
 
 if TYPE_CHECKING:
     from .context import Context
-    from .dag import TaskNode
+    from .dag_builder import TaskNode
 
 CONTEXT_NAMES = (
     "params",

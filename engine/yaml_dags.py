@@ -29,8 +29,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from . import steps
-from .dag import DAG, DAGBuilder, DAGParam, TaskDef, TaskRef, dag_from_builder, task
+from .dag import DAG, DAGParam, dag_from_builder
+from .dag_builder import DAGBuilder, TaskRef
 from .errors import DAGError, PodiumError, describe_exception
+from .tasks import TaskDef, task
 from .templating import Template, single_expression
 from .yaml_spec import (
     GROUP_PATTERN,

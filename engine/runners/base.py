@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..dag import TaskNode
+    from ..dag_builder import TaskNode
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ from .base import Local, Runner, RunnerHost, RunnerSession, TryCall
 from .reaper import ProcessLedger, reap_leftovers
 
 if TYPE_CHECKING:
-    from ..dag import DAG, TaskNode
+    from ..dag import DAG
+    from ..dag_builder import TaskNode
     from ..store import Store
 
 

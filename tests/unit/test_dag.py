@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import Context, DAGError, ParamError, dag, task
-from engine.dag import TaskRef
+from engine.dag_builder import TaskRef
 
 
 @task
