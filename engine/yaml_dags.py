@@ -88,7 +88,15 @@ def _load_text(path: Path, text: str) -> DAG:
     marks, problems = _positions(text)
     if problems:
         raise YAMLDAGError(path, problems)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:  # what composes but does not construct: ``!!python/...``
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        problem = (exc.problem or exc.context or "cannot be read").replace(
+            "could not determine a constructor for the tag", "unsupported tag"
+        )
+        raise YAMLDAGError(path, [Problem(line, column, "", f"YAML error: {problem}")]) from None
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise YAMLDAGError(

@@ -429,3 +429,13 @@ def test_a_key_that_is_a_list_is_reported_where_it_is(folder: Path) -> None:
       : {shell: {argv: [echo]}}
     """
     assert problems(folder, text) == ["2:5: tasks: a key must be a name, not a list or mapping"]
+
+
+def test_a_python_tag_is_refused_where_it_is(folder: Path) -> None:
+    text = """
+    tasks:
+      a: !!python/object:os.system {}
+    """
+    assert problems(folder, text) == [
+        "2:6: YAML error: unsupported tag 'tag:yaml.org,2002:python/object:os.system'"
+    ]
