@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
+RUNNERS_STAMP := $(VENV)/.installed-venv
 
-.PHONY: demo demo-yaml demo-fan-out test bench bench-compare chaos lint clean
+.PHONY: demo demo-yaml demo-fan-out demo-runners test bench bench-compare chaos lint clean
 
 $(BIN)/python:
 	$(PYTHON_CMD) -m venv $(VENV)
@@ -20,8 +21,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# dev includes uv, the venv extra: a dev install serves demo-runners too
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(STAMP) $(RUNNERS_STAMP)
+
+$(RUNNERS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[venv]"
 	touch $@ $(STAMP)
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python
@@ -39,6 +45,10 @@ demo-yaml: $(STAMP)
 ## Fan-out over the files of a day with task.map (examples/fan_out/).
 demo-fan-out: $(STAMP)
 	$(BIN)/python -m examples.fan_out
+
+## Where tasks run: a CPU-bound step on Process(workers=2), a legacy one in a Virtualenv (examples/runners/).
+demo-runners: $(RUNNERS_STAMP)
+	$(BIN)/python -m examples.runners
 
 ## Run the whole test suite (installs Debian's chromium for the web UI tests if it is missing).
 test: $(DEV_STAMP)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 DAG_FILE = Path(__file__).with_name("crash_dags.py")
@@ -46,7 +49,7 @@ class Harness:
             check=False,
         )
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30) -> None:
         self.starts += 1
         with self.logs.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -56,7 +59,9 @@ class Harness:
                 stderr=log,
             )
         self.wait_until(
-            lambda: self.logs.read_text().count("podium serving") >= self.starts, "engine to serve"
+            lambda: self.logs.read_text().count("podium serving") >= self.starts,
+            "engine to serve",
+            timeout,
         )
 
     def kill9(self) -> None:
@@ -238,38 +243,108 @@ def test_kill_while_mapped_instances_run_reruns_none_of_the_committed_ones(
             assert all(1 <= n <= task_["try_number"] for n in started), (tid, started)
 
 
-def test_kill_while_process_tasks_run_leaves_no_orphan_workers(tmp_path: Path) -> None:
+def recorded_workers(db: Path) -> dict[int, int | None]:
+    """The state file's ``runner_processes``: the PID and start time of each live worker."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        return dict(conn.execute("SELECT pid, start_time FROM runner_processes").fetchall())
+
+
+def alive(pid: int, created: float) -> bool:
+    """Whether the process that held ``pid`` when it was created at ``created`` still runs (a zombie
+    runs nothing; a PID reused since belongs to another process)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.timeout(420)  # 2 x 8 worker processes starting on a busy 2-core machine
+def test_kill_while_eight_process_tasks_run_leaves_no_orphan_and_retries_each(
+    tmp_path: Path,
+) -> None:
     from engine.runners.reaper import start_time
 
     harness = Harness(tmp_path)
     harness.dag_file = Path(__file__).with_name("runner_dags.py")
+    held = [f"held_{i}" for i in range(8)]
+    before: dict[int, float] = {}  # every worker and task child alive at the kill: PID -> created
+    again: dict[int, float] = {}  # the same for the retries
+
+    def started(try_number: int) -> dict[str, tuple[int, int]]:
+        """The held tasks whose try ``try_number`` started: task -> (worker PID, child PID)."""
+        out = {}
+        for fields in map(str.split, harness.lines()):
+            if fields[1].startswith("held_") and fields[2] == str(try_number):
+                out[fields[1]] = (int(fields[3]), int(fields[4]))
+        return out
+
     try:
-        harness.start()
-        run_id = harness.trigger("four_processes", key="k")
-        harness.wait_until(
-            lambda: sum(line.startswith("start held_") for line in harness.lines()) == 4,
-            "four tasks to run in workers",
-        )
-        workers = {int(line.split()[3]) for line in harness.lines()}
-        assert len(workers) == 4
-        began = {pid: start_time(pid) for pid in workers}
+        harness.start(timeout=120)
+        run_id = harness.trigger("eight_processes", key="k")
+        harness.wait_until(lambda: len(started(1)) == 8, "eight tasks to run", timeout=180)
+        first = started(1)
+        workers = {worker for worker, _ in first.values()}
+        assert len(workers) == 8  # eight tries at once, one per worker of Process(workers=8)
+        # committed before any try started: prepare's success, the eight running rows of try 1,
+        # and each worker's PID with the start time of the process that holds it now
+        tasks = harness.show(run_id)["tasks"]
+        assert tasks["prepare"]["state"] == "success"
+        assert {(tasks[t]["state"], tasks[t]["try_number"]) for t in held} == {("running", 1)}
+        recorded = recorded_workers(harness.db)
+        assert {w: recorded.get(w) for w in workers} == {w: start_time(w) for w in workers}
+        for pid in [*workers, *(child for _, child in first.values())]:
+            before[pid] = psutil.Process(pid).create_time()
+
         harness.kill9()
-        # the killed engine's workers live on, still running their tasks ...
-        assert all(began[pid] is not None for pid in workers)
-        harness.start()
-        # ... until the next start reaps them (before it serves)
-        assert all(start_time(pid) != began[pid] for pid in workers)
+        # the killed engine's workers and their children live on, still in their tasks ...
+        assert all(alive(pid, created) for pid, created in before.items())
+        harness.start(timeout=120)
+        # ... until the next start kills their process groups, before it serves
+        assert "killed 8 worker process(es) left by an engine" in harness.logs.read_text()
+        harness.wait_until(
+            lambda: not any(alive(pid, created) for pid, created in before.items()),
+            "the workers and task children of the killed engine to be gone",
+            timeout=60,
+        )
+        # each interrupted try was counted: try 2 of every task runs, on the new engine's workers
+        harness.wait_until(lambda: len(started(2)) == 8, "eight retries to run", timeout=180)
+        for pid in {pid for pair in started(2).values() for pid in pair}:
+            again[pid] = psutil.Process(pid).create_time()
+            assert (pid, again[pid]) not in before.items()  # a new worker, a new child
+        old_rows = {(w, recorded[w]) for w in workers}
+        assert not old_rows & set(recorded_workers(harness.db).items())
         harness.gate.touch()
-        run = harness.wait_finished(run_id)
+        run = harness.wait_finished(run_id, timeout=120)
         harness.stop()
     finally:
+        harness.gate.touch()
         if harness.proc is not None:
             harness.proc.kill()
             harness.proc.wait()
-    assert run["state"] == "success"
-    for i in range(4):
-        held = run["tasks"][f"held_{i}"]
-        assert held["try_number"] == 2 and held["result"] == 2
-        assert held["tries"][0]["error"] == "engine stopped while running"
-    retried = {int(line.split()[3]) for line in harness.lines() if line.split()[2] == "2"}
-    assert not retried & workers  # the retries ran on new workers
+        for pid, created in [*before.items(), *again.items()]:  # none left behind, even on failure
+            if alive(pid, created):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    psutil.Process(pid).kill()
+
+    assert run["state"] == "success", run
+    tasks = run["tasks"]
+    # the task whose success was committed before the kill never ran again
+    assert [line.split()[2] for line in harness.lines() if line.startswith("start prepare")] == [
+        "1"
+    ]
+    assert (tasks["prepare"]["try_number"], tasks["prepare"]["result"]) == (1, 100)
+    for i, tid in enumerate(held):
+        assert tasks[tid]["try_number"] == 2 and tasks[tid]["result"] == 100 + 10 * i + 2
+        assert [(t["try_number"], t["state"], t["error"]) for t in tasks[tid]["tries"]] == [
+            (1, "failed", "engine stopped while running"),
+            (2, "success", None),
+        ]
+        starts = [line.split()[2] for line in harness.lines() if line.split()[1] == tid]
+        assert starts == ["1", "2"]  # one start per counted try
+    assert tasks["total"]["result"] == sum(100 + 10 * i + 2 for i in range(8))
+    # the retries' children were ended by their tasks, and their workers by the engine's stop
+    harness.wait_until(
+        lambda: not any(alive(pid, created) for pid, created in again.items()),
+        "the retries' workers and children to be gone",
+    )
