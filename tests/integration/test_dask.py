@@ -111,13 +111,17 @@ async def test_cancel_and_timeout_of_queued_and_running_tasks(cluster: Any, tmp_
     @dag
     def busy() -> None:  # two blockers fill the two worker threads; the third waits for one
         blocker.override(task_id="a")(ledger, "a", release)
-        blocker.override(task_id="b", timeout=1.0)(ledger, "b", release)
+        blocker.override(
+            task_id="b", timeout=5.0
+        )  # long enough to hear it started(ledger, "b", release)
         blocker.override(task_id="queued")(ledger, "queued", release)
 
     async with Engine(tmp_path / "c.db", dags=[busy]) as engine:
         started = await engine.trigger("busy")
         run_id = started.run_id
         await until(lambda: {"a", "b"} <= {line.split()[0] for line in dt.lines(ledger)})
+        # the engine heard that a started (the worker says so), so it is cancelled while it runs
+        await _wait_log(engine, run_id, "a", "running on Dask worker")
         # a is cancelled while it runs, queued before it starts; b times out while it runs
         await engine.cancel_task(run_id, "queued")
         await engine.cancel_task(run_id, "a")
@@ -134,7 +138,7 @@ async def test_cancel_and_timeout_of_queued_and_running_tasks(cluster: Any, tmp_
     assert run.state is RunState.FAILED, run.state
     # their results were discarded: the tries stay cancelled / timed out
     assert run.tasks["a"].state == "cancelled" and run.tasks["a"].result is None
-    assert timed.error == "TaskTimeoutError: task 'b' exceeded its timeout of 1.0s"
+    assert timed.error == "TaskTimeoutError: task 'b' exceeded its timeout of 5.0s"
     assert run.tasks["b"].result is None and len(run.tasks["b"].tries) == 1
     assert "queued started" not in " ".join(dt.lines(ledger))  # it never ran
     said = {t: " ".join(line["message"] for line in lines) for t, lines in logs.items()}
@@ -156,6 +160,12 @@ async def _wait_task(engine: Engine, run_id: str, task_id: str, state: str) -> A
         while not await reached():
             await anyio.sleep(0.02)
     return info
+
+
+async def _wait_log(engine: Engine, run_id: str, task_id: str, text: str) -> None:
+    with anyio.fail_after(60):
+        while not any(text in line["message"] for line in await engine.task_logs(run_id, task_id)):
+            await anyio.sleep(0.02)
 
 
 def free_port() -> int:
