@@ -13,10 +13,14 @@ submitted again. Dask's own retries are off; the task's retry policy decides.
   ``Client.subscribe_topic``), tagged with the try's key; the engine writes it into that try's log.
   The reply says how many were sent, and the engine waits (up to ``log_drain`` seconds) for the
   last of them before it records the outcome.
-- **Checkpoints** are refused: ``ctx.checkpoint`` raises a ``RunnerError`` saying so on the worker.
+- **Checkpoints**: the worker parks the value and sends a ``checkpoint`` event on the same topic;
+  the engine takes the value from that worker (``Client.run``), commits it, and answers the worker
+  the same way; the task's ``ctx.checkpoint`` returns then (``dask_checkpoints.py``). If the value
+  cannot travel (the worker or the scheduler went away), the try fails.
 - **Cancel and timeout**: the future is cancelled. A queued try then never runs. A running one
   cannot be interrupted by Dask: the try's log says so and names the worker; it runs on to its end
-  there, and its result (and later log lines) are dropped, since nothing waits for its key.
+  there (its next ``ctx.checkpoint`` raises), and its result (and later log lines) are dropped,
+  since nothing waits for its key.
 - **A cluster that goes away** fails the tries in flight with a ``RunnerError`` naming the
   scheduler; the next try reconnects (a fresh client), so the task's retry policy carries it over
   the outage. The engine and its other runners go on serving.
@@ -34,15 +38,21 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import serialization
 from ..errors import RunnerError, describe_exception
 from ..logs import TryLog, current_try
 from . import wire
 from .base import RunnerHost, TryCall
+from .children import commit_checkpoint
 from .process import _rebuild
 
 log = logging.getLogger("podium.runners.dask")
+
+# a try's worker sends its next checkpoint only once the last is answered: one waits per worker
+# that runs the key (Dask may run it again elsewhere if a worker dies)
+_CHECKPOINTS_BUFFER = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,9 +83,10 @@ class Dask:
 
 @dataclass(slots=True)
 class _Try:
-    """A try waiting on the cluster: where its log lines go, and which worker runs it."""
+    """A try waiting on the cluster: where its log lines and checkpoints go, which worker runs it."""
 
     log: TryLog | None
+    checkpoints: MemoryObjectSendStream[dict[str, Any]]
     worker: str | None = None
     received: int = 0
     expected: int | None = None
@@ -128,7 +139,10 @@ class DaskSession:
         job = wire.job_for(call)  # a RunnerError here fails the try before it is submitted
         client = await self._connected()
         key = f"podium-{call.run_id}-{call.task_id}-{call.try_number}"
-        entry = _Try(current_try.get())
+        checkpoints, requests = anyio.create_memory_object_stream[dict[str, Any]](
+            _CHECKPOINTS_BUFFER
+        )
+        entry = _Try(current_try.get(), checkpoints)
         self._tries[key] = entry
         future: Any = None
         try:
@@ -144,7 +158,7 @@ class DaskSession:
                     pure=False,
                     retries=0,
                 )
-                reply: tuple[Any, ...] = await future
+                reply = await self._reply(client, future, call, requests)
             except anyio.get_cancelled_exc_class():
                 if future is not None:
                     with anyio.CancelScope(shield=True):
@@ -155,6 +169,8 @@ class DaskSession:
                     f"task {call.task_id!r}: the Dask scheduler at {self.spec.address} went away "
                     f"while the try was queued or running ({describe_exception(exc)})"
                 ) from None
+            except RunnerError:  # a checkpoint could not travel
+                raise
             except Exception as exc:  # distributed's own failures (a worker killed, closed, ...)
                 raise RunnerError(
                     f"task {call.task_id!r}: Dask could not run the try: {describe_exception(exc)}"
@@ -162,11 +178,77 @@ class DaskSession:
             await self._drain(entry, reply[-1])
         finally:
             self._tries.pop(key, None)
+            checkpoints.close()
+            requests.close()
             if future is not None:
-                future.release()
+                future.release()  # a try still running there: its checkpoints are refused now
         if reply[0] == "ok":
             return serialization.loads(reply[1])
         raise _rebuild((*reply[:5], False))
+
+    async def _reply(
+        self,
+        client: Any,
+        future: Any,
+        call: TryCall,
+        requests: MemoryObjectReceiveStream[dict[str, Any]],
+    ) -> tuple[Any, ...]:
+        """The future's reply (or what it raised), serving the try's checkpoints meanwhile."""
+        outcome: list[tuple[bool, Any]] = []
+        settled = anyio.Event()
+
+        async def settle() -> None:
+            try:
+                outcome.append((True, await future))
+            except Exception as exc:
+                outcome.append((False, exc))
+            settled.set()
+            tg.cancel_scope.cancel()  # stops serving checkpoints: the try is over
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(settle)
+            failure = await self._serve_checkpoints(client, call, requests)
+            # the worker waits for an answer that will not come: if the scheduler went away, the
+            # future says so shortly; else the try fails with this (and its release frees the
+            # worker's thread)
+            with anyio.move_on_after(self.spec.connect_timeout):
+                await settled.wait()
+            if not outcome:
+                outcome.append((False, failure))
+            tg.cancel_scope.cancel()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return tuple(value)
+
+    async def _serve_checkpoints(
+        self,
+        client: Any,
+        call: TryCall,
+        requests: MemoryObjectReceiveStream[dict[str, Any]],
+    ) -> RunnerError:
+        """Commit the try's checkpoints as they come; returns only if one could not travel."""
+        while True:
+            request = await requests.receive()
+            try:
+                await self._checkpoint(client, call, request)
+            except Exception as exc:  # distributed's: the worker or the scheduler is gone
+                return RunnerError(
+                    f"task {call.task_id!r}: a checkpoint could not travel between the engine "
+                    f"and Dask worker {request.get('worker')}: {describe_exception(exc)}"
+                )
+
+    async def _checkpoint(self, client: Any, call: TryCall, request: dict[str, Any]) -> None:
+        """Take a checkpoint from the worker that sent it, commit it, and answer the worker."""
+        from .dask_checkpoints import answer, take
+
+        key, seq, worker = str(request["key"]), int(request["seq"]), str(request["worker"])
+        taken = await client.run(take, key, seq, workers=[worker])
+        data = taken.get(worker)
+        if data is None:
+            return  # the try stopped waiting for it there (stopped, or its worker closes)
+        error = await commit_checkpoint(call.context, serialization.loads(data))
+        await client.run(answer, key, seq, error, workers=[worker])
 
     async def _abandon(self, client: Any, future: Any, task_id: str, entry: _Try) -> None:
         """The try was cancelled or timed out: cancel its future, and say what that does."""
@@ -184,7 +266,8 @@ class DaskSession:
         else:
             log.warning(
                 "task %r: stopped while it runs on Dask worker %s. Dask cannot interrupt a "
-                "running task: it runs on to its end there, and its result is discarded",
+                "running task: it runs on to its end there (or to its next ctx.checkpoint, which "
+                "raises), and its result is discarded",
                 task_id,
                 entry.worker,
             )
@@ -218,6 +301,17 @@ class DaskSession:
             entry.worker = f"{msg.get('worker')} (pid {msg.get('pid')})"
             message = f"running on Dask worker {entry.worker}"
             self._write(entry, "podium.runners.dask", logging.INFO, message, msg.get("created"))
+        elif kind == "checkpoint":
+            try:
+                entry.checkpoints.send_nowait(msg)
+            except anyio.WouldBlock:
+                log.warning(
+                    "dropped a checkpoint of %s: %d are waiting",
+                    msg.get("key"),
+                    _CHECKPOINTS_BUFFER,
+                )
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # the try ended meanwhile: its worker's checkpoint is refused there
         elif kind == "log":
             created = msg.get("created")
             name, levelno = str(msg["name"]), int(msg["levelno"])

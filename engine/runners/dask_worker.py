@@ -7,8 +7,10 @@ try's log budget; a ``start`` event says which worker runs it. The reply carries
 were sent, so the engine can wait for the last of them before it records the outcome.
 
 ``run_job`` never raises: the task's exception comes back whole (pickled, with its traceback as
-text), as for the ``Process`` runner. ``ctx.checkpoint`` is refused (``RunnerError``): the engine
-cannot commit on a worker's behalf and answer it over this one-way channel.
+text), as for the ``Process`` runner. ``ctx.checkpoint`` sends the value to the engine and returns
+once the engine has committed it (``dask_checkpoints.py``: a ``checkpoint`` event on the same
+topic, then the engine's calls back to this worker); ``ctx.last_checkpoint`` is what the try's
+facts carry, the last value committed by an earlier try.
 
 Routing is per thread: the root logging handler and the ``sys.stdout``/``sys.stderr`` wrappers this
 module installs (once per worker process) forward only what the thread running a try emits; other
@@ -26,22 +28,14 @@ import threading
 import time
 from typing import Any, TextIO
 
-from ..context import Context
-from ..errors import RunnerError
 from ..serialization import encode_result
-from . import wire
-from .worker import _raised, call_in_worker
+from . import dask_checkpoints, wire
+from .worker import RoundTripContext, _raised, call_in_worker
 
 _LINE_CHUNK = 64 * 1024
 _local = threading.local()  # .forwarder: the try this thread runs, if any
 _install_lock = threading.Lock()
 _installed = False
-
-CHECKPOINT_REFUSED = (
-    "ctx.checkpoint is not supported on the Dask runner: a Dask worker cannot ask the engine to "
-    "commit and wait for it. Run this task on Local() or Process(), or keep its progress where "
-    "its next try can find it"
-)
 
 
 class _Forwarder:
@@ -140,21 +134,6 @@ def _install(root_level: int) -> None:
             root.setLevel(root_level)
 
 
-class _DaskContext(Context):
-    """The try's ``Context`` on a Dask worker: facts and ``ctx.log``; no checkpoints."""
-
-    __slots__ = ()
-
-    def __init__(self, facts: dict[str, Any]) -> None:
-        async def refuse(value: Any) -> None:
-            raise RunnerError(CHECKPOINT_REFUSED)
-
-        super().__init__(**facts, save_checkpoint=refuse)
-
-    def checkpoint_sync(self, value: Any) -> None:
-        raise RunnerError(CHECKPOINT_REFUSED)
-
-
 def run_job(
     job: wire.Job, topic: str, key: str, max_log_bytes: int, root_level: int
 ) -> tuple[Any, ...]:
@@ -171,14 +150,25 @@ def run_job(
         fn = wire.load_function(job.function)
         args = [pickle.loads(a) for a in job.args]
         kwargs = {k: pickle.loads(v) for k, v in job.kwargs.items()}
-        ctx = _DaskContext(job.context) if job.context is not None else None
+        ctx = None
+        if job.context is not None:
+            task_id = job.task_id
+
+            def round_trip(value: Any) -> None:
+                dask_checkpoints.checkpoint(worker, forwarder.event, key, task_id, value)
+
+            ctx = RoundTripContext(job.context, round_trip)
         value = call_in_worker(fn, job.is_async, args, kwargs, job.context_slot, ctx)
         data = encode_result(value, what=f"result of task {job.task_id!r}", max_bytes=None)
     except BaseException as exc:  # the task's failure is the try's, sent back whole
         raised = _raised(exc, retire=False)[:5]
-        forwarder.flush()
-        _local.forwarder = None
+        _end(forwarder, key)
         return (*raised, forwarder.sent)
+    _end(forwarder, key)
+    return ("ok", data, forwarder.sent)
+
+
+def _end(forwarder: _Forwarder, key: str) -> None:
     forwarder.flush()
     _local.forwarder = None
-    return ("ok", data, forwarder.sent)
+    dask_checkpoints.forget(key)

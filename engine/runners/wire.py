@@ -17,6 +17,7 @@ import importlib.util
 import pickle
 import struct
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .base import TryCall
 
 HEADER = struct.Struct(">I")
+_IMPORTS = threading.RLock()
 MAX_FRAME = 1 << 31
 _NONE = pickle.dumps(None)
 T = TypeVar("T")
@@ -45,8 +47,10 @@ class FunctionRef:
     file: str | None
 
     def load(self) -> Callable[..., Any]:
-        module = sys.modules.get(self.module)
-        if module is None:
+        # A Dask worker's threads load functions at once: ``import_module`` waits for a module
+        # another thread is importing (a bare ``sys.modules`` look-up would see it half-done), and
+        # the lock does the same for DAG files imported under their generated names
+        with _IMPORTS:
             try:
                 module = importlib.import_module(self.module)
             except ImportError:

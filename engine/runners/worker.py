@@ -92,20 +92,16 @@ class Channel:
             raise ResultError(reply[1])
 
 
-class _WorkerContext(Context):
-    """The try's ``Context`` inside a worker: ``checkpoint`` round-trips to the engine, which
-    returns once the value is committed."""
+class RoundTripContext(Context):
+    """The try's ``Context`` in a worker (of ``Process``, or of a Dask cluster): ``checkpoint`` and
+    ``checkpoint_sync`` hand the value to ``round_trip``, which returns once the engine has
+    committed it."""
 
     __slots__ = ("_round_trip",)
 
-    def __init__(self, channel: Channel, facts: dict[str, Any]) -> None:
-        task_id = facts["task_id"]
-
-        def round_trip(value: Any) -> None:
-            channel.checkpoint(value, task_id)
-
+    def __init__(self, facts: dict[str, Any], round_trip: Callable[[Any], None]) -> None:
         async def save(value: Any) -> None:
-            round_trip(value)
+            round_trip(value)  # blocks the task's own event loop for the round trip
 
         super().__init__(**facts, save_checkpoint=save)
         self._round_trip = round_trip
@@ -126,7 +122,10 @@ def _run(channel: Channel, job: wire.Job) -> None:
         fn = wire.load_function(job.function)
         args = [pickle.loads(a) for a in job.args]
         kwargs = {k: pickle.loads(v) for k, v in job.kwargs.items()}
-        ctx = _WorkerContext(channel, job.context) if job.context is not None else None
+        ctx = None
+        if job.context is not None:
+            task_id = job.task_id
+            ctx = RoundTripContext(job.context, lambda value: channel.checkpoint(value, task_id))
         value = call_in_worker(fn, job.is_async, args, kwargs, job.context_slot, ctx)
         data = encode_result(value, what=f"result of task {job.task_id!r}", max_bytes=None)
     except _Terminated:

@@ -74,6 +74,15 @@ async def test_runners_benchmark_runs_on_threads_and_on_a_process_pool() -> None
         assert len(out["samples_s"]) == 1
 
 
+async def test_checkpoints_benchmark_runs_on_threads_and_on_a_process_pool() -> None:
+    from benchmarks.checkpoints import measure
+    from engine import Process
+
+    for runner in (None, Process(workers=1)):
+        out = await measure(runner, reps=1)  # checks each run's committed checkpoint itself
+        assert len(out["samples_ms"]) == 1 and out["median_ms"] > 0
+
+
 async def test_catalog_benchmark_serves_every_page_at_a_small_size(tmp_path: Path) -> None:
     from benchmarks.catalog import measure
 

@@ -6,7 +6,6 @@ the tests wait on files, runs and states, never on time."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,39 +18,17 @@ from engine import Dask, Engine, RunnerError, RunState, dag, task
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dask_tasks as dt
+from dask_cluster import free_port, local_cluster, until, wait_task, wait_tried, worker_pids
 
 distributed = pytest.importorskip("distributed")
 
 pytestmark = pytest.mark.slow
 
 
-def local_cluster(port: int = 0) -> Any:
-    return distributed.LocalCluster(
-        processes=True,
-        n_workers=2,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        scheduler_port=port,
-        dashboard_address=None,
-        # no dashboard; its bare HTTP server (health, metrics) on a free port, not on 8787
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    )
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     with local_cluster() as c:
         yield c
-
-
-def worker_pids(cluster: Any) -> set[int]:
-    return {w.process.pid for w in cluster.workers.values()}
-
-
-async def until(predicate: Any, timeout: float = 60) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.02)
 
 
 async def test_tasks_run_on_the_workers_with_results_logs_errors_and_retries(
@@ -66,7 +43,6 @@ async def test_tasks_run_on_the_workers_with_results_logs_errors_and_retries(
         task(dt.where_async)(ledger)
         task(dt.fails)(ledger)
         task(retries=1)(dt.flaky)(ledger)
-        task(dt.checkpoints)()
 
     async with Engine(tmp_path / "d.db", dags=[remote]) as engine:
         run = await (await engine.trigger("remote")).wait(timeout=60)
@@ -95,10 +71,6 @@ async def test_tasks_run_on_the_workers_with_results_logs_errors_and_retries(
     flaky = tasks["flaky"]
     assert flaky.state == "success" and flaky.result == 2
     assert flaky.tries[0].error == "ConnectionError: first try fails"
-    # checkpoints are refused, plainly
-    checkpoints = tasks["checkpoints"]
-    assert checkpoints.state == "failed" and checkpoints.error is not None
-    assert "ctx.checkpoint is not supported on the Dask runner" in checkpoints.error
     assert sorted(dt.lines(ledger)) == ["fails", "flaky 1", "flaky 2", "where 1", "where_async"]
 
 
@@ -108,25 +80,29 @@ async def test_cancel_and_timeout_of_queued_and_running_tasks(cluster: Any, tmp_
     on_dask = Dask(address=cluster.scheduler_address)
     blocker = task(runner=on_dask)(dt.block)
 
+    @task
+    async def both_started() -> None:  # so that queued reaches Dask when no thread is free
+        while not {"a", "b"} <= {line.split()[0] for line in dt.lines(ledger)}:
+            await anyio.sleep(0.02)
+
     @dag
     def busy() -> None:  # two blockers fill the two worker threads; the third waits for one
         blocker.override(task_id="a")(ledger, "a", release)
-        blocker.override(
-            task_id="b", timeout=5.0
-        )  # long enough to hear it started(ledger, "b", release)
-        blocker.override(task_id="queued")(ledger, "queued", release)
+        # b's timeout is long enough for the engine to hear that it started, on a busy machine
+        blocker.override(task_id="b", timeout=5.0)(ledger, "b", release)
+        both_started() >> blocker.override(task_id="queued")(ledger, "queued", release)
 
     async with Engine(tmp_path / "c.db", dags=[busy]) as engine:
         started = await engine.trigger("busy")
         run_id = started.run_id
-        await until(lambda: {"a", "b"} <= {line.split()[0] for line in dt.lines(ledger)})
+        await wait_task(engine, run_id, "queued", "running")  # submitted, waiting for a thread
         # the engine heard that a started (the worker says so), so it is cancelled while it runs
         await _wait_log(engine, run_id, "a", "running on Dask worker")
         # a is cancelled while it runs, queued before it starts; b times out while it runs
         await engine.cancel_task(run_id, "queued")
         await engine.cancel_task(run_id, "a")
         await until(lambda: f"podium-{run_id}-queued-1" not in cluster.scheduler.tasks)
-        timed = await _wait_task(engine, run_id, "b", "failed")
+        timed = await wait_task(engine, run_id, "b", "failed")
         run = await engine.get_run(run_id)
         assert run.tasks["a"].state == "cancelled" and run.tasks["queued"].state == "cancelled"
         # the running ones keep running on their workers: Dask cannot interrupt them
@@ -148,31 +124,10 @@ async def test_cancel_and_timeout_of_queued_and_running_tasks(cluster: Any, tmp_
     assert "stopped before it started on a Dask worker" in said["queued"]
 
 
-async def _wait_task(engine: Engine, run_id: str, task_id: str, state: str) -> Any:
-    info: Any = None
-
-    async def reached() -> bool:
-        nonlocal info
-        info = (await engine.get_run(run_id)).tasks[task_id]
-        return bool(info.state == state)
-
-    with anyio.fail_after(60):
-        while not await reached():
-            await anyio.sleep(0.02)
-    return info
-
-
 async def _wait_log(engine: Engine, run_id: str, task_id: str, text: str) -> None:
     with anyio.fail_after(60):
         while not any(text in line["message"] for line in await engine.task_logs(run_id, task_id)):
             await anyio.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_a_cluster_that_goes_away_fails_the_try_which_retries_once_it_is_back(
@@ -203,7 +158,7 @@ async def test_a_cluster_that_goes_away_fails_the_try_which_retries_once_it_is_b
             run_id = (await engine.trigger("long")).run_id
             await until(lambda: any(line.startswith("long started") for line in dt.lines(ledger)))
             await anyio.to_thread.run_sync(cluster.close)  # scheduler and workers, mid-run
-            interrupted = await _wait_tried(engine, run_id, "block")
+            interrupted = await wait_tried(engine, run_id, "block")
             # the engine goes on serving its other runners meanwhile
             assert (await (await engine.trigger("here")).wait(timeout=60)).state is RunState.SUCCESS
             Path(release).touch()
@@ -223,16 +178,6 @@ async def test_a_cluster_that_goes_away_fails_the_try_which_retries_once_it_is_b
     assert ledger_lines.count("where_async") == 1
     assert ledger_lines.count("long finished") == 1
     assert ledger_lines.count("here") == 1
-
-
-async def _wait_tried(engine: Engine, run_id: str, task_id: str) -> Any:
-    """The first try of the task, once it has ended."""
-    with anyio.fail_after(60):
-        while True:
-            tries = (await engine.get_run(run_id)).tasks[task_id].tries
-            if tries and tries[0].finished_at is not None:
-                return tries[0]
-            await anyio.sleep(0.02)
 
 
 async def test_an_unreachable_scheduler_fails_the_try_not_the_engine(tmp_path: Path) -> None:
