@@ -40,7 +40,7 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class Notifier(Protocol):
-    """Delivers alerts somewhere. ``send`` makes one attempt and raises if it failed; ``Alerting``
+    """Delivers alerts somewhere. ``send`` makes one attempt and raises if it failed; its ``Outbox``
     applies ``timeout`` (seconds per attempt) and ``retries`` (with ``backoff`` doubling)."""
 
     name: str
