@@ -6,7 +6,7 @@ The public API: define pipelines with ``@task`` and ``@dag``, run them with ``En
 processes), ``Dask`` (a Dask cluster), any ``Runner``. Triggers are in ``sensors``.
 """
 
-from .alerts import Alert, AlertKind, CallbackNotifier, JSONWebhook, Notifier, SlackWebhook
+from .alerts import Alert, AlertKind
 from .assets import Asset
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context
@@ -36,6 +36,7 @@ from .errors import (
 )
 from .lineage_events import LineageOptions
 from .models import Run, TaskInstance, TaskTry
+from .notifiers import CallbackNotifier, JSONWebhook, Notifier, SlackWebhook
 from .retry import RetryPolicy
 from .runners import Dask, Local, Process, Runner, Virtualenv
 from .slowness import SLA, SlownessPolicy

@@ -11,6 +11,9 @@ in order, and only once it is committed) and the assets declared with ``fresh_wi
   new deadline.
 
 Events committed before the watch started are history: they set the baselines and raise nothing.
+
+This module only finds: ``engine.alerting`` (its watch) turns each finding into an alert, worded by
+``engine.alerts``, and sends it if that kind is on.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class _Fresh:
 
 
 class AssetWatch:
-    """Follows asset events and declared freshness for ``Alerting`` (see the module doc)."""
+    """Follows asset events and declared freshness for ``engine.alerting.Alerting`` (see the module
+    doc)."""
 
     def __init__(self, engine: EngineView) -> None:
         self._engine = engine

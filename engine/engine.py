@@ -40,7 +40,8 @@ from prometheus_client import CollectorRegistry
 from sensors.base import EventSource
 
 from . import serialization
-from .alerts import DEFAULT_ON, DEFAULT_SLOWNESS, Alerting, AlertKind, Notifier, SLAResolver
+from .alerting import DEFAULT_SLOWNESS, Alerting, SLAResolver
+from .alerts import DEFAULT_ON, AlertKind
 from .asset_triggers import AssetTriggers
 from .backfill import BackfillResult
 from .backoff import Backoff
@@ -59,6 +60,7 @@ from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
 from .metrics import Metrics
 from .models import Run
+from .notifiers import Notifier
 from .observe import Observer
 from .operations import Operations, task_capacity
 from .prometheus import EngineCollector, export, scrape, unexport

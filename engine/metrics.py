@@ -28,7 +28,7 @@ import anyio.abc
 from .states import TaskState
 
 if TYPE_CHECKING:
-    from .alerts import Alerting
+    from .alerting import Alerting
     from .run_state import ActiveRun, TaskRecord
 
 log = logging.getLogger("podium.metrics")

@@ -1,7 +1,7 @@
 """Durations, baselines and deadlines: when is a running try slow, and when is an SLA missed.
 
 Pure logic over plain numbers (epoch seconds from the engine's clock): no I/O, no event loop. The
-alerting loop (``engine.alerts``) feeds it observed durations and asks it about running tries.
+alerting loop (``engine.alerting``) feeds it observed durations and asks it about running tries.
 
 - A task's **baseline** is the median of its last ``window`` successful try durations.
 - A try is **slow** once it has run more than ``factor`` times its baseline, where a baseline below

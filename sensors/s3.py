@@ -33,9 +33,10 @@ from botocore.exceptions import (
 from engine.backoff import Backoff
 from engine.errors import TriggerError, describe_exception
 
-from ._kafka_helpers import KafkaRecord, kafka_event_id
 from .base import Event, EventBatch, EventFilter, EventSink, EventSource, ParamsMapper, Trigger
-from .kafka import KafkaSource, KafkaTopic, consumer_in_words
+from .kafka import KafkaTopic, consumer_in_words
+from .kafka_records import KafkaRecord, kafka_event_id
+from .kafka_source import KafkaSource
 from .s3_records import (
     KeyFilter,
     ListedObject,

@@ -25,9 +25,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import Context, Engine, dag, task
-from sensors._kafka_helpers import event_from_record
 from sensors.base import Event, EventBatch
 from sensors.kafka import KafkaTopic
+from sensors.kafka_records import event_from_record
 from sensors.sources import subscription_of
 
 from .support import (

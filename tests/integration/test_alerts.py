@@ -18,15 +18,9 @@ import pytest
 from aiohttp import web
 
 from engine import Context, Engine, ManualClock, RunState, dag, task
-from engine.alerts import (
-    ALERT_KINDS,
-    Alert,
-    Alerting,
-    CallbackNotifier,
-    JSONWebhook,
-    SlackWebhook,
-    slack_payload,
-)
+from engine.alerting import Alerting
+from engine.alerts import ALERT_KINDS, Alert
+from engine.notifiers import CallbackNotifier, JSONWebhook, SlackWebhook, slack_payload
 from engine.slowness import SLA
 
 BASE_URL = "http://podium.test:8080"

@@ -10,7 +10,8 @@ from typing import Any
 import anyio
 
 from engine import Asset, Context, Engine, ManualClock, dag, task
-from engine.alerts import Alert, CallbackNotifier, JSONWebhook, slack_payload
+from engine.alerts import Alert
+from engine.notifiers import CallbackNotifier, JSONWebhook, slack_payload
 from tests.integration.test_alerts import BASE_URL, receiver, wait_until
 
 ORDERS = Asset("postgres://dwh/public.orders", name="orders", fresh_within=60)

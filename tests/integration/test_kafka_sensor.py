@@ -25,9 +25,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.backoff import Backoff
 from engine.errors import StoreError, TriggerError
-from sensors._kafka_helpers import event_from_record, next_offsets
 from sensors.base import Event, EventBatch
-from sensors.kafka import KafkaSource, KafkaTopic, source_for
+from sensors.kafka import KafkaTopic, source_for
+from sensors.kafka_records import event_from_record, next_offsets
+from sensors.kafka_source import KafkaSource
 from sensors.sources import subscription_of
 from tests.servers import (
     KafkaBroker,

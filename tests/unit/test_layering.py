@@ -77,7 +77,15 @@ def test_the_core_never_imports_the_web_package(module: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["engine.metrics", "engine.prometheus", "engine.alerts", "engine.ingest"]
+    "module",
+    [
+        "engine.metrics",
+        "engine.prometheus",
+        "engine.alerts",
+        "engine.alerting",
+        "engine.notifiers",
+        "engine.ingest",
+    ],
 )
 def test_monitoring_and_the_ingest_do_not_depend_on_the_engine_class(module: str) -> None:
     assert _reaches(module, "engine.engine") is None

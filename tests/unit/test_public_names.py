@@ -66,7 +66,7 @@ def test_all_names_what_the_packages_export() -> None:
 
 def test_the_alerting_and_slowness_types_are_public() -> None:
     from engine import SLA, CallbackNotifier, JSONWebhook, SlackWebhook, SlownessPolicy
-    from engine.alerts import CallbackNotifier as Callback
+    from engine.notifiers import CallbackNotifier as Callback
     from engine.slowness import SLA as SLAType
 
     assert CallbackNotifier is Callback and SLA is SLAType

@@ -1,7 +1,8 @@
-"""Pure parts of the Kafka sensor: records to events, commit offsets, dead-letter headers, backoff,
+"""Pure parts of the Kafka sensor: records to events, commit offsets, dead-letter headers,
 and where an undecodable record batch is.
 
-No I/O and no aiokafka import: ``sensors.kafka`` is the shell around these functions.
+No I/O and no aiokafka import: ``sensors.kafka_source`` (the consumer) is the shell around these
+functions.
 """
 
 from __future__ import annotations
@@ -162,11 +163,13 @@ def undecodable_batch(exc: BaseException) -> UndecodableBatch | None:
         tb = tb.tb_next
     if frame is None:
         return None
-    tp, batch = frame.f_locals.get("tp"), frame.f_locals.get("next_batch")
+    # aiokafka's locals, or None: any shape but the expected one is an AttributeError below
+    tp: Any = frame.f_locals.get("tp")
+    batch: Any = frame.f_locals.get("next_batch")
     try:
-        topic, partition = str(tp.topic), int(tp.partition)  # type: ignore[union-attr]
-        base = int(batch.base_offset)  # type: ignore[union-attr]
-        next_offset = int(batch.next_offset)  # type: ignore[union-attr]
+        topic, partition = str(tp.topic), int(tp.partition)
+        base = int(batch.base_offset)
+        next_offset = int(batch.next_offset)
     except (AttributeError, TypeError, ValueError):
         return None
     # A corrupt header may claim any length: skip at least the first offset, never go back.
