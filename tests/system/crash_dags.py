@@ -95,7 +95,7 @@ async def items(n: int) -> list[int]:
 @task(retries=3)
 async def handle(ctx: Context, item: int) -> int:
     note(f"start {ctx.task_id} {ctx.try_number}")
-    if item % 50 == 49:  # 4 instances wait for the gate: the kill finds them running
+    if item % 2500 == 2499:  # 4 of 10 000 instances wait for the gate: the kill finds them running
         await wait_for_gate()
     note(f"end {ctx.task_id} {ctx.try_number}")
     return item * 2
@@ -108,5 +108,5 @@ async def total(values: list[int]) -> int:
 
 
 @dag(max_active_tasks=8)
-def mapped(n: int = 200) -> None:
+def mapped(n: int = 10_000) -> None:
     total(handle.map(items(n)))

@@ -215,32 +215,45 @@ def test_kill_while_mapped_instances_run_reruns_none_of_the_committed_ones(
 ) -> None:
     harness.start()
     run_id = harness.trigger("mapped", "m-1")
-    # every instance but the 4 waiting for the gate gets done (4 of the 8 slots stay free)
+    # half of the 10 000 instances done (4 wait for the gate, so 4 of the 8 slots stay busy)
     harness.wait_until(
-        lambda: sum(line.startswith("end handle[") for line in harness.lines()) >= 150,
-        "most instances to finish",
-        timeout=60,
+        lambda: sum(line.startswith("end handle[") for line in harness.lines()) >= 5_000,
+        "half of the instances to finish",
+        timeout=180,
     )
     harness.kill9()
+    committed = {t for t in committed_successes(harness.db, run_id) if t.startswith("handle[")}
+    assert len(committed) >= 1_000, len(committed)  # the kill found many committed instances
     ended_before = {line.split()[1] for line in harness.lines() if line.startswith("end handle[")}
     harness.gate.touch()
     harness.start()
-    final = harness.wait_finished(run_id, timeout=60)
+    final = harness.wait_finished(run_id, timeout=180)
     assert final["state"] == "success"
-    assert final["tasks"]["total"]["result"] == sum(i * 2 for i in range(200))
-    ends = Counter(line.split()[1] for line in harness.lines() if line.startswith("end handle["))
-    assert set(ends) == {f"handle[{i}]" for i in range(200)}
-    # an instance whose end was written before the kill may have been killed before its success
-    # was committed (then it ran again); none ran more than twice, and the committed ones once
+    assert final["tasks"]["total"]["result"] == sum(i * 2 for i in range(10_000))
+    lines = harness.lines()
+    ends = Counter(line.split()[1] for line in lines if line.startswith("end handle["))
+    starts = Counter(line.split()[1] for line in lines if line.startswith("start handle["))
+    assert set(ends) == {f"handle[{i}]" for i in range(10_000)}
+    # an instance committed before the kill ran once; one whose end was written before the kill
+    # but whose success was not yet committed may have run again (at most the 8 live ones)
+    assert {tid for tid in committed if starts[tid] != 1 or ends[tid] != 1} == set()
     doubled = {tid for tid, n in ends.items() if n > 1}
-    assert doubled <= ended_before and len(doubled) <= 8
-    for tid, task_ in final["tasks"].items():
-        if tid.startswith("handle[") and tid not in doubled:
-            # each start is a distinct committed try, none above the stored one (a try committed
-            # but killed before its body wrote its line counts without a start)
-            started = [int(s.split()[2]) for s in harness.lines() if s.startswith(f"start {tid} ")]
-            assert len(started) == len(set(started)), (tid, started)
-            assert all(1 <= n <= task_["try_number"] for n in started), (tid, started)
+    assert doubled <= ended_before - committed and len(doubled) <= 8
+    for tid in doubled | {t for t, n in starts.items() if n > 1}:
+        # each start is a distinct committed try, none above the stored one (a try committed
+        # but killed before its body wrote its line counts without a start)
+        started = [int(s.split()[2]) for s in lines if s.startswith(f"start {tid} ")]
+        assert len(started) == len(set(started)), (tid, started)
+        assert all(1 <= n <= final["tasks"][tid]["try_number"] for n in started), (tid, started)
+
+
+def committed_successes(db: Path, run_id: str) -> set[str]:
+    """The task ids of the run whose success the state file holds."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        rows = conn.execute(
+            "SELECT task_id FROM task_instances WHERE run_id = ? AND state = 'success'", (run_id,)
+        ).fetchall()
+    return {str(task_id) for (task_id,) in rows}
 
 
 def recorded_workers(db: Path) -> dict[int, int | None]:
