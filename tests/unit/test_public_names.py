@@ -14,6 +14,10 @@ import engine
 import sensors
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = (
+    README.parent / "docs" / "operations.md"
+)  # the monitoring examples moved from the README
+PAGES = (README, OPERATIONS)
 PACKAGES = {"engine": engine, "sensors": sensors}
 PUBLIC = {name: package for package, module in PACKAGES.items() for name in module.__all__}
 
@@ -76,7 +80,7 @@ def test_the_alerting_and_slowness_types_are_public() -> None:
 
 
 def test_every_type_the_readme_constructs_is_public() -> None:
-    text = README.read_text()
+    text = "\n".join(page.read_text() for page in PAGES)
     code = "\n".join(python_blocks(text) + code_spans(text))
     blocks = [parse_block(block) for block in python_blocks(text)]
     others = {  # what the examples import from other libraries (prometheus_client, ...)
@@ -91,9 +95,12 @@ def test_every_type_the_readme_constructs_is_public() -> None:
     assert not shown - set(PUBLIC), f"README shows types not exported: {shown - set(PUBLIC)}"
 
 
-@pytest.mark.parametrize("index", range(len(python_blocks(README.read_text()))))
+EXAMPLES = [block for page in PAGES for block in python_blocks(page.read_text())]
+
+
+@pytest.mark.parametrize("index", range(len(EXAMPLES)))
 def test_each_readme_example_imports_the_podium_names_it_uses(index: int) -> None:
-    code = python_blocks(README.read_text())[index]
+    code = EXAMPLES[index]
     tree = parse_block(code)
     imported: set[str] = set()
     for package, module in PACKAGES.items():
