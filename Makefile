@@ -30,8 +30,9 @@ $(RUNNERS_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[venv]"
 	touch $@ $(STAMP)
 
-$(BENCH_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[uvloop]"
+# uvloop: the podium-uvloop rows; venv and dask: the Virtualenv and Dask runner rows.
+$(BENCH_STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[uvloop,venv,dask]"
 	touch $@ $(STAMP)
 
 ## Run the customer-analytics pipeline once on embedded defaults and print a summary.
@@ -55,11 +56,13 @@ test: $(DEV_STAMP)
 	bash tests/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
-## Run the benchmark workloads (W1-W4) against Podium (asyncio's loop and uvloop) and the plain asyncio+sqlite3 floor.
+## Run the benchmark workloads (W1-W5) against Podium (asyncio's loop and uvloop) and the plain asyncio+sqlite3 floor,
+## then the runners (threads, Process, Dask, Virtualenv) beside their floors; one results file.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
-## The same workloads on Prefect, Dagster, DBOS and Airflow, each in its own virtualenv (slow: installs).
+## The same workloads on Prefect, Dagster, DBOS and Airflow, each in its own virtualenv (slow: installs);
+## and Podium's Dask runner vs Prefect's DaskTaskRunner on one LocalCluster.
 bench-compare: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks.compare
 

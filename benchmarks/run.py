@@ -9,9 +9,14 @@ and writes ``benchmarks/results.json``.
 Implementations: ``podium`` on asyncio's default event loop, ``podium-uvloop`` (the same engine on
 uvloop), and the floor with two commit policies. Each measurement gets a fresh loop of its kind.
 
-Options: ``--quick`` (1 repetition; results.json is left alone unless ``--out`` is given),
-``--workloads W1,W4``, ``--impls podium,podium-uvloop``, ``--reps N``, ``--out PATH``,
-``--markdown RESULTS_JSON`` (print a results file as a Markdown table; measures nothing).
+Then the runner rows (``runners.py``, ``runners_table.py``): where a task runs (threads, a
+``Process`` pool, Dask, a ``Virtualenv``) beside floors measured in the same run, each row in its own
+subprocess too, printed as a second table and saved under ``runners`` in the same results file.
+
+Options: ``--quick`` (1 repetition, smaller runner fan-outs; results.json is left alone unless
+``--out`` is given), ``--workloads W1,W4``, ``--impls podium,podium-uvloop``, ``--runners
+cpu,noop,venv`` (rows or groups; ``none`` skips them), ``--no-dask``, ``--reps N``, ``--out PATH``,
+``--markdown RESULTS_JSON`` (print a results file as Markdown tables; measures nothing).
 Profiling one measurement set: ``--one W1 --impl podium --profile /tmp/w1.prof`` (cProfile over
 the timed repetitions; read it with ``python -m pstats``).
 """
@@ -40,7 +45,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import floor, podium_runner
+from . import floor, podium_runner, runners_table
 from .workloads import WORKLOADS, Outcome, Workload, WorkloadError
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -259,7 +264,11 @@ def machine_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "sqlite_version": sqlite3.sqlite_version,
         "tmpdir": tempfile.gettempdir(),
-        "packages": {p: version(p) for p in ("podium", "anyio", "aiosqlite", "orjson", "uvloop")},
+        "packages": {
+            p: version(p)
+            for p in ("podium", "anyio", "aiosqlite", "orjson", "uvloop", "distributed", "uv")
+        },
+        "load_average": list(os.getloadavg()),  # 1, 5, 15 min: the machine is shared
         "engine_source_sha256": _source_digest(REPO_ROOT / "engine"),
     }
 
@@ -404,6 +413,8 @@ def render_markdown(payload: dict[str, Any]) -> str:
     comparison = _comparison_lines(mapped_vs_fanout(results))
     if comparison:
         lines += ["", *(f"- {line}" for line in comparison)]
+    if payload.get("runners"):
+        lines += ["", runners_table.markdown(payload["runners"])]
     return "\n".join(lines)
 
 
@@ -415,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 3)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
     parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated")
+    parser.add_argument(
+        "--runners", default="all", help="runner rows or groups (cpu,noop,venv), all, or none"
+    )
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask runner rows")
     parser.add_argument("--out", default=None, help=f"results JSON (default {DEFAULT_OUT})")
     parser.add_argument(
         "--one", metavar="WORKLOAD", help="(child) measure one workload, print JSON"
@@ -452,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i in impls:
         if i not in IMPLS:
             parser.error(f"unknown implementation {i!r} (one of {', '.join(IMPLS)})")
+    try:
+        runner_rows = runners_table.select(args.runners)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     console = Console(width=max(Console().width, 170))  # the table needs ~160 columns
     err = Console(stderr=True)
@@ -490,6 +509,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(
                 f"[red]* {r['workload']} {r['impl']}: wrong results: {r['invalid']}[/red]"
             )
+    runners: dict[str, Any] | None = None
+    if runner_rows:
+        runners = runners_table.run(runner_rows, reps, quick=args.quick, dask=not args.no_dask)
+        runners_table.print_results(console, runners)
+    info["load_average_after"] = list(os.getloadavg())
     out = args.out or (None if args.quick else str(DEFAULT_OUT))
     if out:
         payload = {
@@ -504,10 +528,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "targets": {k: t.__dict__ for k, t in TARGETS.items()},
             "results": results,
             "w5_vs_w1": comparison,
+            "runners": runners,
         }
         Path(out).write_text(json.dumps(payload, indent=2) + "\n")
         console.print(f"[dim]wrote {out}[/dim]")
-    return 1 if any("error" in r or r.get("invalid") for r in results) else 0
+    failed = any("error" in r or r.get("invalid") for r in results)
+    return 1 if failed or (runners is not None and runners_table.failed(runners)) else 0
 
 
 if __name__ == "__main__":

@@ -1,268 +1,389 @@
-"""The runners benchmark: ``python -m benchmarks.runners`` (``--quick``: 1 repetition).
+"""The runners benchmark: where a task runs, beside floors measured in the same run.
 
-A CPU-bound fan-out, 200 independent tasks of ~20 ms of pure-Python work each (the work is
-calibrated on this machine first), run as one DAG run on the default runner (sync tasks in the
-engine's worker threads, which share one GIL) and on ``Process(workers=2)``; then the same 200 tasks
-doing nothing, to show what the pool costs per task. Every measurement is one warm-up run and then
-``--reps`` timed runs on the same open engine (the pool is warm), median reported; all in one
-process and one invocation, so the ratios compare like with like on the same (shared, noisy)
-machine.
+Part of ``make bench``: ``benchmarks/run.py`` measures these rows after W1-W5 and prints them as a
+second table (``runners_table.py`` is that parent side). ``python -m benchmarks.runners`` measures
+only these rows (``--rows cpu,noop``: a subset; ``--quick``; ``--out PATH`` to save them).
 
-Then the ``Virtualenv`` runner: the cold build of an environment (``tabulate``, a small pure-Python
-package) into an empty Podium cache, once with uv's own download cache empty too (so PyPI is
-fetched) and once with it warm; and the warm start of a try, a one-task run on an environment
-found in the cache (interpreter start-up, import of the task's module, the JSON-lines exchange),
-next to the same one-task run on the default runner and on a warm ``Process(workers=1)``. ``--part venv`` measures only these.
-With ``distributed`` installed (``podium[dask]``, in dev), the same rows on ``Dask(address=...)``
-against a ``LocalCluster`` of 2 worker processes x 1 thread on loopback (its scheduler in a thread
-of this process), and the same no-op tasks submitted straight to that cluster with
-``client.submit`` (no Podium), so the Dask runner's overhead shows beside Local's and Dask's own.
-``--no-dask`` skips them.
+Each row is measured in its own subprocess, ``python -m benchmarks.runners --one ROW --tasks N
+--iterations I [--scheduler ADDRESS]``: one warm-up measurement, then ``--reps`` timed ones, each
+with fresh state (a new temporary folder and state file, a new ``Engine`` and runner, or a new
+executor for a floor), checked, then one JSON line. The rows:
+
+- **cpu-***: a fan-out of ``--tasks`` independent tasks of ``burn(I)``, pure-Python work calibrated
+  by the parent to ~20 ms on one core, as one DAG run on Podium's default runner (sync tasks in the
+  engine's threads: one GIL), on ``Process(workers=2)`` and on ``Dask`` (a ``LocalCluster`` of 2
+  worker processes x 1 thread); the floors run the same calls on a bare
+  ``concurrent.futures.ThreadPoolExecutor(8)`` (the engine's ``max_threads``) and a bare
+  ``ProcessPoolExecutor(2)`` (spawned interpreters, like Podium's workers).
+- **noop-***: the same with ``burn(0)``: what each way of running a task costs per task, plus the
+  same calls submitted straight to the Dask cluster with ``client.submit`` (Dask's own cost).
+- **venv-*** and **one-task-***: the ``Virtualenv`` runner. ``venv-build-uvcold`` builds an
+  environment (``tabulate``) into an empty Podium cache with ``UV_CACHE_DIR`` pointed at an empty
+  folder, so uv fetches from the package index; ``venv-build-uvwarm`` into an empty Podium cache with
+  a uv cache that already holds the package (filled before the warm-up, untimed). ``venv-warm-start``
+  is a one-task run on an environment found in the cache (a fresh interpreter per try), beside the
+  same run on the default runner and on a warm ``Process(workers=1)``.
+
+Timed span: Podium, from ``trigger`` to ``run.wait()`` returning (engine start, the pool's start and
+its priming are not timed: before the timed run, a priming run keeps every worker busy at once
+until each has answered); floors and raw Dask, from the first submit to the last result (executor
+start and priming not timed); venv builds, ``ensure_env`` (what the engine calls before a try).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import contextlib
 import json
+import multiprocessing
 import os
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS = 200
-TARGET_SECONDS = 0.020
+from .runner_tasks import burn, hold
+
+THREADS = 8  # the engine's default max_threads, and the bare thread pool's size
+REQUIREMENTS = ("tabulate",)  # the Virtualenv rows' environment: a small pure-Python package
 
 
-def burn(iterations: int) -> int:
-    """Pure-Python CPU work: holds the GIL for all of it."""
-    total = 0
-    for i in range(iterations):
-        total += i * i % 7
-    return total
+@dataclass(frozen=True, kw_only=True)
+class Params:
+    """What one row measures: how many tasks, how much work each, where Dask is."""
+
+    tasks: int = 200
+    iterations: int = 0  # burn() iterations per cpu-* task (calibrated by the parent)
+    scheduler: str | None = None  # the Dask scheduler's address, for the Dask rows
+    requirements: tuple[str, ...] = REQUIREMENTS
 
 
-def calibrate(target: float = TARGET_SECONDS) -> int:
-    iterations = 10_000
-    while True:
-        started = time.perf_counter()
-        burn(iterations)
-        spent = time.perf_counter() - started
-        if spent > 0.005:
-            return max(1, int(iterations * target / spent))
-        iterations *= 4
+@dataclass
+class Sample:
+    wall: float
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def measure(runner: Any, iterations: int, reps: int, tasks: int = TASKS) -> dict[str, Any]:
-    from benchmarks.runners import burn as work  # by reference: importable in the workers
-    from engine import Engine, dag, task
+class CheckError(RuntimeError):
+    """A measurement ran but gave wrong results."""
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    group: str  # "cpu", "noop", "venv"
+    label: str
+    dask: bool = False  # needs --scheduler
+    floor: str | None = None  # the row this one is compared with ("x floor")
+
+    def tasks(self, p: Params) -> int:
+        return p.tasks if self.group in ("cpu", "noop") else 1
+
+
+ROWS: tuple[Row, ...] = (  # each Podium row next to its floor: the load drifts between rows
+    Row("cpu-podium-threads", "cpu", "Podium, default runner (threads)", floor="cpu-floor-threads"),
+    Row("cpu-floor-threads", "cpu", "floor: ThreadPoolExecutor(8)"),
+    Row("cpu-podium-process2", "cpu", "Podium, Process(workers=2)", floor="cpu-floor-pool2"),
+    Row("cpu-floor-pool2", "cpu", "floor: ProcessPoolExecutor(2)"),
+    Row("cpu-podium-dask2", "cpu", "Podium, Dask (2 workers x 1 thread)", dask=True),
+    Row(
+        "noop-podium-threads",
+        "noop",
+        "Podium, default runner (threads)",
+        floor="noop-floor-threads",
+    ),
+    Row("noop-floor-threads", "noop", "floor: ThreadPoolExecutor(8)"),
+    Row("noop-podium-process2", "noop", "Podium, Process(workers=2)", floor="noop-floor-pool2"),
+    Row("noop-floor-pool2", "noop", "floor: ProcessPoolExecutor(2)"),
+    Row("noop-podium-dask2", "noop", "Podium, Dask (2 workers x 1 thread)", True, "noop-raw-dask2"),
+    Row("noop-raw-dask2", "noop", "floor: client.submit to the same cluster", dask=True),
+    Row("venv-build-uvcold", "venv", "Virtualenv cold build: empty env cache, empty uv cache"),
+    Row("venv-build-uvwarm", "venv", "Virtualenv cold build: empty env cache, warm uv cache"),
+    Row("venv-warm-start", "venv", "one-task run, Virtualenv (env cached)", floor="one-task-local"),
+    Row("one-task-local", "venv", "one-task run, default runner"),
+    Row("one-task-process1", "venv", "one-task run, warm Process(workers=1)"),
+)
+ROWS_BY_KEY = {r.key: r for r in ROWS}
+GROUPS = ("cpu", "noop", "venv")
+
+
+# -- Podium -------------------------------------------------------------------------------------------
+
+
+def _runner(row: Row, p: Params, shared: Path) -> Any:
+    from engine import Dask, Process, Virtualenv
+
+    if row.key.endswith("process2"):
+        return Process(workers=2)
+    if row.key.endswith("process1"):
+        return Process(workers=1)
+    if row.dask:
+        assert p.scheduler is not None, f"{row.key} needs --scheduler"
+        return Dask(address=p.scheduler)
+    if row.key == "venv-warm-start":
+        return Virtualenv(requirements=list(p.requirements), cache_dir=shared / "envs")
+    return None  # the default runner
+
+
+def _workers(runner: Any) -> tuple[int, float]:
+    """How many tasks the priming run holds at once, and for how long each."""
+    from engine import Dask, Process
+
+    if isinstance(runner, Process):
+        return runner.workers, 0.3  # long enough for every fresh interpreter to come up
+    if isinstance(runner, Dask):
+        return 2, 0.05
+    return THREADS, 0.02
+
+
+async def _podium(row: Row, p: Params, folder: Path, shared: Path) -> Sample:
+    from engine import Engine, Process, Virtualenv, dag, task
+
+    runner = _runner(row, p, shared)
+    tasks = row.tasks(p)
+    iterations = p.iterations if row.group == "cpu" else 0
 
     @dag(dag_id="fanout", runner=runner)
     def fanout() -> None:
         for i in range(tasks):
-            task(task_id=f"burn_{i}")(work)(iterations)
+            task(task_id=f"burn_{i}")(burn)(iterations)
 
-    samples: list[float] = []
-    with tempfile.TemporaryDirectory() as folder:
-        async with Engine(Path(folder) / "state.db", dags=[fanout], sensors=False) as engine:
-            for rep in range(reps + 1):  # the first is the warm-up
-                started = time.perf_counter()
-                run = await (await engine.trigger("fanout")).wait(timeout=600)
-                spent = time.perf_counter() - started
-                if run.state != "success":
-                    raise RuntimeError(f"run failed: {run}")
-                if rep:
-                    samples.append(spent)
-    return {"median_s": statistics.median(samples), "samples_s": samples}
+    width, seconds = _workers(runner)
 
+    @dag(dag_id="prime", runner=runner)
+    def prime() -> None:
+        for i in range(width):
+            task(task_id=f"hold_{i}")(hold)(seconds)
 
-async def measure_venv(reps: int) -> dict[str, Any]:
-    from benchmarks.runners import burn as work  # by reference: importable in the env
-    from engine import Engine, Process, Virtualenv, dag, task
-    from engine.runners.venv_build import ensure_env
-
-    requirements = ["tabulate"]
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        cold: dict[str, float] = {}
-        for name, uv_cache in (("empty_uv_cache", root / "uv"), ("warm_uv_cache", None)):
-            cache = root / f"podium-{name}"
-            setting = Virtualenv(requirements=requirements, cache_dir=cache)
-            saved = os.environ.get("UV_CACHE_DIR")
-            if uv_cache is not None:
-                os.environ["UV_CACHE_DIR"] = str(uv_cache)
-            try:
-                started = time.perf_counter()
-                built = await ensure_env(setting.spec(), cache)
-                cold[name] = time.perf_counter() - started
-            finally:
-                if uv_cache is not None:
-                    if saved is None:
-                        del os.environ["UV_CACHE_DIR"]
-                    else:
-                        os.environ["UV_CACHE_DIR"] = saved
-            assert built.built, name
-        cached = Virtualenv(requirements=requirements, cache_dir=root / "podium-warm_uv_cache")
-
-        async def one_task(runner: Any) -> list[float]:
-            @dag(dag_id="one")
-            def one() -> None:
-                task(task_id="burn", runner=runner)(work)(1000)
-
-            samples: list[float] = []
-            db = root / f"state-{len(samples_by)}.db"
-            async with Engine(db, dags=[one], sensors=False) as e:
-                for rep in range(reps * 3 + 1):  # the first is the warm-up
-                    started = time.perf_counter()
-                    run = await (await e.trigger("one")).wait(timeout=600)
-                    spent = time.perf_counter() - started
-                    if run.state != "success":
-                        raise RuntimeError(f"run failed: {run}")
-                    if rep:
-                        samples.append(spent)
-            samples_by.append(samples)
-            return samples
-
-        samples_by: list[list[float]] = []
-        warm = await one_task(cached)
-        local = await one_task(None)
-        pooled = await one_task(Process(workers=1))
-    return {
-        "cold_build_empty_uv_cache_s": cold["empty_uv_cache"],
-        "cold_build_warm_uv_cache_s": cold["warm_uv_cache"],
-        "warm_start_one_task_run_ms": statistics.median(warm) * 1000,
-        "warm_start_samples_s": warm,
-        "local_one_task_run_ms": statistics.median(local) * 1000,
-        "process1_one_task_run_ms": statistics.median(pooled) * 1000,
-    }
+    async with Engine(folder / "state.db", dags=[fanout, prime], sensors=False) as engine:
+        if not isinstance(runner, Virtualenv):  # a Virtualenv try is a fresh process anyway
+            for _ in range(10):
+                primed = await (await engine.trigger("prime")).wait(timeout=600)
+                pids = {t.result for t in primed.tasks.values()}
+                if primed.state != "success":
+                    raise CheckError(f"the priming run failed: {primed.state}")
+                if not isinstance(runner, Process) or len(pids) == width:
+                    break
+        started = time.perf_counter()
+        run = await (await engine.trigger("fanout")).wait(timeout=900)
+        wall = time.perf_counter() - started
+    _check(run.state == "success", f"run ended {run.state}")
+    results = [t.result for t in run.tasks.values()]
+    _check(results == [burn(iterations)] * tasks, f"{len(results)} results, not {tasks} right ones")
+    return Sample(wall)
 
 
-async def raw_dask(address: str, reps: int, tasks: int = TASKS) -> dict[str, Any]:
-    """No-op tasks submitted straight to the cluster and awaited, one batch per rep: Dask's own
-    cost per task, the floor under the Dask runner's."""
+# -- floors and Dask itself ---------------------------------------------------------------------------
+
+
+def _prime_executor(executor: Executor, width: int, seconds: float, processes: bool) -> None:
+    """Keep ``width`` workers busy at once until each has started (processes: distinct PIDs)."""
+    for _ in range(10):
+        pids = set(executor.map(hold, [seconds] * width))
+        if not processes or len(pids) == width:
+            return
+
+
+def _floor(row: Row, p: Params) -> Sample:
+    tasks = row.tasks(p)
+    iterations = p.iterations if row.group == "cpu" else 0
+    executor: Executor
+    if row.key.endswith("threads"):
+        executor = ThreadPoolExecutor(max_workers=THREADS)
+        width, seconds, processes = THREADS, 0.02, False
+    else:
+        executor = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+        width, seconds, processes = 2, 0.3, True
+    with executor:
+        _prime_executor(executor, width, seconds, processes)
+        started = time.perf_counter()
+        futures = [executor.submit(burn, iterations) for _ in range(tasks)]
+        results = [f.result() for f in futures]
+        wall = time.perf_counter() - started
+    _check(results == [burn(iterations)] * tasks, f"{len(results)} results, not {tasks} right ones")
+    return Sample(wall)
+
+
+async def _raw_dask(row: Row, p: Params) -> Sample:
     from distributed import Client
 
-    from benchmarks.runners import burn as work
-
-    samples: list[float] = []
-    async with Client(address, asynchronous=True, set_as_default=False) as client:
-        for rep in range(reps + 1):  # the first is the warm-up
-            started = time.perf_counter()
-            futures = [client.submit(work, 0, pure=False) for _ in range(tasks)]
-            await client.gather(futures)
-            spent = time.perf_counter() - started
-            del futures
-            if rep:
-                samples.append(spent)
-    return {"median_s": statistics.median(samples), "samples_s": samples}
+    tasks = row.tasks(p)
+    async with Client(p.scheduler, asynchronous=True, set_as_default=False) as client:
+        await client.gather([client.submit(hold, 0.05, pure=False) for _ in range(2)])
+        started = time.perf_counter()
+        futures = [client.submit(burn, 0, pure=False) for _ in range(tasks)]
+        results = await client.gather(futures)
+        wall = time.perf_counter() - started
+        del futures
+    _check(results == [0] * tasks, f"{len(results)} results, not {tasks} zeros")
+    return Sample(wall)
 
 
-async def dask_rows(address: str, iterations: int, reps: int) -> dict[str, Any]:
-    from engine import Dask
-
-    on_dask = Dask(address=address)
-    return {
-        "cpu_dask2": await measure(on_dask, iterations, reps),
-        "noop_dask2": await measure(on_dask, 0, reps),
-        "noop_raw_dask2": await raw_dask(address, reps),
-    }
+# -- Virtualenv builds --------------------------------------------------------------------------------
 
 
-def dask_summary(results: dict[str, Any]) -> dict[str, Any]:
-    ms = {name: row["median_s"] / TASKS * 1000 for name, row in results.items()}
-    return {
-        "cpu_dask2_wall_s": results["cpu_dask2"]["median_s"],
-        "speedup_dask2_vs_threads": (
-            results["cpu_threads"]["median_s"] / results["cpu_dask2"]["median_s"]
-        ),
-        "noop_dask2_ms_per_task": ms["noop_dask2"],
-        "noop_raw_dask2_ms_per_task": ms["noop_raw_dask2"],
-        # what the Dask runner adds per task over the built-in path, and over Dask itself
-        "dask_overhead_vs_local_ms_per_task": ms["noop_dask2"] - ms["noop_threads"],
-        "dask_overhead_vs_raw_dask_ms_per_task": ms["noop_dask2"] - ms["noop_raw_dask2"],
-    }
+@contextlib.contextmanager
+def _uv_cache(folder: Path) -> Iterator[None]:
+    saved = os.environ.get("UV_CACHE_DIR")
+    os.environ["UV_CACHE_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["UV_CACHE_DIR"]
+        else:
+            os.environ["UV_CACHE_DIR"] = saved
 
 
-async def main_async(
-    reps: int, part: str = "all", dask_address: str | None = None
-) -> dict[str, Any]:
-    from engine import Process
+async def _build(p: Params, envs: Path, uv_cache: Path) -> Sample:
+    from engine import Virtualenv
+    from engine.runners.venv_build import ensure_env
 
-    if part == "venv":
-        load_before = os.getloadavg()[0]
-        venv = await measure_venv(reps)
-        return {
-            "summary": {
-                "cpus": os.cpu_count(),
-                "load_average_1m_before_after": [load_before, os.getloadavg()[0]],
-                **{k: v for k, v in venv.items() if not k.endswith("samples_s")},
-            },
-            "results": {"venv": venv},
-        }
+    setting = Virtualenv(requirements=list(p.requirements), cache_dir=envs)
+    with _uv_cache(uv_cache):
+        started = time.perf_counter()
+        built = await ensure_env(setting.spec(), envs)
+        wall = time.perf_counter() - started
+    _check(built.built, "the environment was found in the cache: not a cold build")
+    return Sample(wall, {"uv_cache": str(uv_cache)})
 
+
+def set_up(row: Row, p: Params, shared: Path) -> None:
+    """What a row needs before its warm-up, untimed: a uv cache holding the package, a built env."""
+    if row.key in ("venv-build-uvwarm", "venv-warm-start"):
+        envs = shared / ("fill" if row.key == "venv-build-uvwarm" else "envs")
+        asyncio.run(_build(p, envs, shared / "uv"))
+
+
+def measure(row: Row, p: Params, folder: Path, shared: Path) -> Sample:
+    """One measurement of ``row``, its state in ``folder`` (new and empty), on a fresh event loop."""
+    if row.key.startswith(("cpu-floor", "noop-floor")):
+        return _floor(row, p)
+    if row.key == "noop-raw-dask2":
+        return asyncio.run(_raw_dask(row, p))
+    if row.key == "venv-build-uvcold":
+        return asyncio.run(_build(p, folder / "envs", folder / "uv"))
+    if row.key == "venv-build-uvwarm":
+        return asyncio.run(_build(p, folder / "envs", shared / "uv"))
+    return asyncio.run(_podium(row, p, folder, shared))
+
+
+def _check(ok: bool, why: str) -> None:
+    if not ok:
+        raise CheckError(why)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def measure_row(key: str, p: Params, reps: int, *, warmup: bool = True) -> dict[str, Any]:
+    """Set-up, a warm-up and ``reps`` timed measurements of one row, each with fresh state."""
+    row = ROWS_BY_KEY[key]
     load_before = os.getloadavg()[0]
-    iterations = calibrate()
-    pool = Process(workers=2)
-    results = {
-        "cpu_threads": await measure(None, iterations, reps),
-        "cpu_process2": await measure(pool, iterations, reps),
-        "noop_threads": await measure(None, 0, reps),
-        "noop_process2": await measure(pool, 0, reps),
+    samples: list[Sample] = []
+    warm: Sample | None = None
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="podium-rbench-") as shared_dir:
+        shared = Path(shared_dir)
+        set_up(row, p, shared)
+        for i in range(reps + int(warmup)):
+            with tempfile.TemporaryDirectory(prefix="podium-rbench-") as tmp:
+                try:
+                    sample = measure(row, p, Path(tmp), shared)
+                except CheckError as exc:
+                    failures.append(str(exc))
+                    continue
+            if warmup and i == 0:
+                warm = sample
+            else:
+                samples.append(sample)
+    walls = [s.wall for s in samples]
+    tasks = row.tasks(p)
+    result: dict[str, Any] = {
+        "row": key,
+        "group": row.group,
+        "label": row.label,
+        "tasks": tasks,
+        "iterations": p.iterations if row.group == "cpu" else 0,
+        "reps": reps,
+        "warmup_s": warm.wall if warm else None,
+        "walls_s": walls,
+        "rss_peak_mb": _peak_rss_mb(),
+        "load_average_1m": [load_before, os.getloadavg()[0]],
+        "extra": samples[len(samples) // 2].extra if samples else {},
+        "invalid": f"{failures[0]} ({len(failures)} measurements)" if failures else None,
     }
-    if dask_address is not None:
-        results.update(await dask_rows(dask_address, iterations, reps))
-    threads, process = results["cpu_threads"]["median_s"], results["cpu_process2"]["median_s"]
-    noop_t, noop_p = results["noop_threads"]["median_s"], results["noop_process2"]["median_s"]
-    summary = {
-        "cpus": os.cpu_count(),
-        "load_average_1m_before_after": [load_before, os.getloadavg()[0]],  # a shared machine
-        "iterations_per_task": iterations,
-        "tasks": TASKS,
-        "speedup_process2_vs_threads": threads / process,
-        "cpu_threads_wall_s": threads,
-        "cpu_process2_wall_s": process,
-        "noop_threads_ms_per_task": noop_t / TASKS * 1000,
-        "noop_process2_ms_per_task": noop_p / TASKS * 1000,
-        # what the pool adds per task, over the built-in path, with 2 workers sharing the run
-        "pool_overhead_ms_per_task": (noop_p - noop_t) / TASKS * 1000,
-    }
-    if dask_address is not None:
-        summary.update(dask_summary(results))
-    if part == "all":
-        venv = await measure_venv(reps)
-        results["venv"] = venv
-        summary.update({k: v for k, v in venv.items() if not k.endswith("samples_s")})
-    summary["load_average_1m_before_after"] = [load_before, os.getloadavg()[0]]
-    return {"summary": summary, "results": results}
+    if walls:
+        median = statistics.median(walls)
+        result |= {
+            "median_s": median,
+            "min_s": min(walls),
+            "max_s": max(walls),
+            "ms_per_task": median / tasks * 1000,
+        }
+    return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--part", choices=["all", "venv"], default="all")
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import runners_table
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.runners", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="1 repetition, smaller fan-outs")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 3)")
+    parser.add_argument("--rows", default="all", help="rows or groups (cpu, noop, venv), or all")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask rows")
-    args = parser.parse_args()
-    reps = 1 if args.quick else args.reps
-    if args.part == "venv" or args.no_dask or importlib.util.find_spec("distributed") is None:
-        out = asyncio.run(main_async(reps, args.part))
-    else:
-        from distributed import LocalCluster
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--one", metavar="ROW", help="(child) measure one row, print JSON")
+    parser.add_argument("--tasks", type=int, default=200, help="(child) tasks per fan-out")
+    parser.add_argument("--iterations", type=int, default=0, help="(child) burn() per cpu task")
+    parser.add_argument("--scheduler", default=None, help="(child) Dask scheduler address")
+    parser.add_argument(
+        "--requirements", default=",".join(REQUIREMENTS), help="(child) the venv rows' packages"
+    )
+    args = parser.parse_args(argv)
+    reps = args.reps if args.reps is not None else (1 if args.quick else 3)
+    if reps < 1:
+        parser.error("--reps must be >= 1")
+    if args.one:
+        if args.one not in ROWS_BY_KEY:
+            parser.error(f"unknown row {args.one!r} (one of {', '.join(ROWS_BY_KEY)})")
+        p = Params(
+            tasks=args.tasks,
+            iterations=args.iterations,
+            scheduler=args.scheduler,
+            requirements=tuple(r for r in args.requirements.split(",") if r),
+        )
+        print(json.dumps(measure_row(args.one, p, reps)), flush=True)
+        return 0
+    try:
+        keys = runners_table.select(args.rows)
+    except ValueError as exc:
+        parser.error(str(exc))
+    from rich.console import Console
 
-        with LocalCluster(
-            processes=True,
-            n_workers=2,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        ) as cluster:
-            out = asyncio.run(main_async(reps, args.part, cluster.scheduler_address))
-    print(json.dumps(out["summary"], indent=2))
+    console = Console(width=max(Console().width, 150))
+    payload = runners_table.run(keys, reps, quick=args.quick, dask=not args.no_dask)
+    runners_table.print_results(console, payload)
+    if args.out:
+        Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
+        console.print(f"[dim]wrote {args.out}[/dim]")
+    return 1 if runners_table.failed(payload) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
