@@ -33,6 +33,11 @@ def calibrate(target: float = TARGET_SECONDS) -> int:
         iterations *= 4
 
 
+def step(x: int) -> int:
+    """The trivial task of bench-compare's dask workload."""
+    return x + 1
+
+
 def hold(seconds: float) -> int:
     """Keep a worker busy for ``seconds``; its PID (priming a pool checks every worker is up)."""
     time.sleep(seconds)

@@ -8,6 +8,9 @@ in-process warm-up at a small size (untimed), the timed run, a correctness check
 The median of the processes' walls is reported with min-max. Results go to ``results.json``, a
 Markdown table (``--markdown``) and ``overhead.png`` (drawn by ``plot.py`` in its own venv).
 
+The ``dask`` workload (Podium's ``Dask`` runner, Prefect's ``DaskTaskRunner`` and Dask's own
+``client.submit``) runs in rounds on one shared cluster per round: ``dask_rounds.py``.
+
 Options: ``--quick`` (1 process per cell, small sizes; results.json and the plot are left alone
 unless ``--out`` is given), ``--tools podium,dagster`` (row keys or tool names), ``--workloads``,
 ``--reps N``, ``--cache DIR`` (venvs; default ``.bench-venvs``), ``--out``, ``--no-plot``,
@@ -30,8 +33,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import report, venvs
-from .specs import PLOT, ROWS, ROWS_BY_KEY, TOOL_ALIASES, WORKLOADS, Row
+from . import dask_rounds, report, venvs
+from .specs import (
+    DASK_CLUSTER,
+    DASK_WORKLOAD,
+    PLOT,
+    ROWS,
+    ROWS_BY_KEY,
+    TOOL_ALIASES,
+    WORKLOADS,
+    Row,
+)
 
 COMPARE_DIR = Path(__file__).resolve().parent
 TOOLS_DIR = COMPARE_DIR / "tools"
@@ -59,11 +71,14 @@ def select_rows(spec: str | None) -> list[Row]:
     return [ROWS_BY_KEY[k] for k in dict.fromkeys(keys)]
 
 
-def measure_once(row: Row, python: Path, workload: str, n: int) -> dict[str, Any]:
+def measure_once(
+    row: Row, python: Path, workload: str, n: int, extra_args: Sequence[str] = ()
+) -> dict[str, Any]:
     """One measurement: a fresh process of the row's venv; its JSON line, or an error record."""
     cmd = [str(python), str(TOOLS_DIR / f"{row.adapter}.py"), "--workload", workload, "--n", str(n)]
     if row.variant:
         cmd += ["--variant", row.variant]
+    cmd += extra_args
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PYTHONPATH", None)
     t0 = time.perf_counter()
@@ -136,6 +151,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "sqlite_version": sqlite3.sqlite_version,
+        "load_average": list(os.getloadavg()),  # 1, 5, 15 min: the machine is shared
     }
 
 
@@ -155,6 +171,49 @@ def draw_plot(results_path: Path, png: Path, cache: Path) -> str | None:
     return None
 
 
+def measure_dask(
+    rows: list[Row],
+    ready: dict[str | None, venvs.Ready],
+    cache: Path,
+    reps: int,
+    quick: bool,
+    cells: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The dask workload's rows, in rounds on a shared cluster; their cells go into ``cells``."""
+    cluster = ready[DASK_CLUSTER.name]
+    runnable: list[Row] = []
+    for row in rows:
+        error = ready[row.venv.name].error or cluster.error
+        if ready[row.venv.name].python is None or cluster.python is None:
+            n = row.size(DASK_WORKLOAD, quick)
+            cells.append({"row": row.key, "workload": DASK_WORKLOAD, "n": n, "error": error})
+        else:
+            runnable.append(row)
+    if not runnable or cluster.python is None:
+        return {}
+    pythons = {row.key: ready[row.venv.name].python for row in runnable}
+    found, info = dask_rounds.measure(
+        runnable,
+        {k: p for k, p in pythons.items() if p is not None},
+        cluster.python,
+        reps=reps,
+        quick=quick,
+        log_dir=cache / "logs",
+        measure_once=measure_once,
+        summarize=summarize,
+        log=log,
+    )
+    for cell in found:
+        cells.append(cell)
+        if "median_s" in cell:
+            over = cell.get("over_floor_us_per_task")
+            tail = "" if over is None else f", {over / 1000:+.2f} ms over client.submit"
+            log(f"  {cell['row']:16} dask -> {report.per_task(cell)}/task{tail}")
+        else:
+            log(f"  {cell['row']:16} dask -> ERROR {cell.get('error', '')[:150]}")
+    return info
+
+
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``old`` with the rows and cells of ``new`` put in (same row and workload: replaced)."""
     fresh = {(c["row"], c["workload"]) for c in new["results"]}
@@ -171,6 +230,8 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             row = ROWS_BY_KEY[key]
             tool |= {"label": row.label, "persists": row.persists, "concurrency": row.concurrency}
     merged = old | {"tools": tools, "results": results}
+    if "dask" in new:
+        merged["dask"] = new["dask"]
     merged.setdefault("merged_runs", []).append(
         {"date": new["machine"]["date"], "cells": sorted(f"{r}/{w}" for r, w in fresh)}
     )
@@ -212,8 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = Path(args.cache).resolve()
     started = time.perf_counter()
 
+    dask_rows = [r for r in rows if DASK_WORKLOAD in r.sizes] if DASK_WORKLOAD in workloads else []
     log(f"venvs under {cache} (built in parallel when missing; Airflow's takes longest)...")
-    ready = venvs.ensure_all([r.venv for r in rows], cache)
+    ready = venvs.ensure_all([r.venv for r in rows] + ([DASK_CLUSTER] if dask_rows else []), cache)
     for name, r in ready.items():
         if name is not None:
             state = f"FAILED: {r.error}" if r.python is None else f"ok ({r.seconds:.0f} s)"
@@ -230,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if row.adapter == "floor_w":
             version = f"SQLite {sqlite3.sqlite_version}"
+        if row.adapter == "dask_raw_w" and env_ready.python is not None:
+            version = venvs.installed_version(env_ready.python, "distributed")
         tools[row.key] = {
             "label": row.label,
             "version": version,
@@ -239,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "install_error": env_ready.error,
         }
         for workload in workloads:
+            if workload == DASK_WORKLOAD:
+                continue  # below, in rounds on a shared cluster
             if workload in row.skip:
                 cells.append({"row": row.key, "workload": workload, "skipped": row.skip[workload]})
                 continue
@@ -263,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 log(f"  -> ERROR {cell.get('error', '')[:150]}")
 
+    dask_info = (
+        measure_dask(dask_rows, ready, cache, reps, args.quick, cells) if dask_rows else None
+    )
+
     payload = {
         "machine": machine_info(),
         "settings": {
@@ -275,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": cells,
         "total_s": time.perf_counter() - started,
     }
+    if dask_info is not None:  # kept whole by --merge, with the machine it was measured on
+        payload["dask"] = dask_info | {"machine": payload["machine"]}
     print(report.markdown(payload))
     out = Path(args.out) if args.out else (None if args.quick else DEFAULT_OUT)
     if out is not None and args.merge and out.exists():

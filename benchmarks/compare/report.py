@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .specs import FULL_SIZE
+from .specs import DASK_WORKLOAD, FULL_SIZE
 
 COLUMNS = (
     ("W1", "W1 fan-out, per task"),
@@ -60,8 +60,12 @@ def markdown(payload: dict[str, Any]) -> str:
     head = ["tool", "version", "persists (durability)", "concurrency model"] + [
         t for _, t in COLUMNS
     ]
-    lines = ["| " + " | ".join(head) + " |", "|---|---|---|---|" + "--:|" * len(COLUMNS)]
+    table = ["| " + " | ".join(head) + " |", "|---|---|---|---|" + "--:|" * len(COLUMNS)]
+    lines: list[str] = []
+    main_workloads = {w for w, _ in COLUMNS}
     for key, tool in tools.items():
+        if not any(c["workload"] in main_workloads for c in payload["results"] if c["row"] == key):
+            continue  # a row of the dask workload only: its own table below
         version = tool["version"] or "not installed"
         if tool.get("install_error"):
             version += f" ({tool['install_error'][:80]})"
@@ -71,6 +75,8 @@ def markdown(payload: dict[str, Any]) -> str:
             + " | ".join([tool["label"], version, tool["persists"], tool["concurrency"], *cells])
             + " |"
         )
+    if lines:  # not when only the dask workload was measured
+        lines = table + lines
     settings = payload.get("settings", {})
     machine = payload.get("machine", {})
     lines.append("")
@@ -82,8 +88,53 @@ def markdown(payload: dict[str, Any]) -> str:
     )
     for reason, ref in notes.items():
         lines.append(f"- [{ref}] {reason}")
+    dask = dask_table(payload)
+    if dask:
+        lines += ["", dask]
     lines.append("")
     lines.append(details(payload))
+    return "\n".join(lines)
+
+
+def dask_table(payload: dict[str, Any]) -> str:
+    """The dask workload: each row's per-task figure and its overhead over Dask's own."""
+    cells = [c for c in payload["results"] if c["workload"] == DASK_WORKLOAD]
+    if not cells:
+        return ""
+    tools = payload["tools"]
+    lines = [
+        "| on one LocalCluster (2 workers x 1 thread) | version | n | median wall (min-max) "
+        "| per task | over client.submit, per task | x client.submit |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for c in cells:
+        tool = tools.get(c["row"], {})
+        label, version = tool.get("label", c["row"]), tool.get("version") or "?"
+        if "median_s" not in c:
+            lines.append(
+                f"| {label} | {version} | {c.get('n', '')} | **error**: "
+                f"{c.get('error', '?')[:120]} | | | |"
+            )
+            continue
+        over = c.get("over_floor_us_per_task")
+        ratio = c.get("x_floor")
+        lines.append(
+            f"| {label} | {version} | {c['n']} | {c['median_s']:.3f} s ({c['min_s']:.3f}-"
+            f"{c['max_s']:.3f}) | {per_task(c)} | "
+            f"{'' if over is None else fmt_seconds_per(over / 1e6)} | "
+            f"{'' if ratio is None else f'{ratio:.1f}x'} |"
+        )
+    info = payload.get("dask") or {}
+    rounds = info.get("rounds") or []
+    if rounds:
+        v = rounds[0].get("versions", {})
+        lines.append("")
+        lines.append(
+            f"{len(rounds)} rounds, each on a fresh cluster shared by every row (order rotated); "
+            f"distributed {v.get('distributed')}, prefect {v.get('prefect')}, prefect-dask "
+            f"{v.get('prefect-dask')} on the workers. Per task = median wall / n; over "
+            "client.submit = that minus the raw Dask row's, both medians of the same rounds."
+        )
     return "\n".join(lines)
 
 

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-WORKLOADS = ("W1", "W2", "W3-seq", "W3-conc", "W4", "events")
-FULL_SIZE = {"W1": 1000, "W2": 200, "W3-seq": 200, "W3-conc": 200, "W4": 1000, "events": 1000}
-QUICK_SIZE = {"W1": 50, "W2": 20, "W3-seq": 10, "W3-conc": 10, "W4": 100, "events": 50}
+WORKLOADS = ("W1", "W2", "W3-seq", "W3-conc", "W4", "events", "dask")
+FULL_SIZE = {
+    "W1": 1000,
+    "W2": 200,
+    "W3-seq": 200,
+    "W3-conc": 200,
+    "W4": 1000,
+    "events": 1000,
+    "dask": 200,
+}
+QUICK_SIZE = {"W1": 50, "W2": 20, "W3-seq": 10, "W3-conc": 10, "W4": 100, "events": 50, "dask": 20}
+# The dask workload: n trivial tasks (x -> x + 1) on the one LocalCluster the driver starts for each
+# round of its rows (dask_rounds.py); only the rows below whose sizes name it run it.
+DASK_WORKLOAD = "dask"
 
 EVENTS_ONLY_PODIUM = (
     "measured for Podium only: the other tools' event triggers need more than a per-process "
@@ -63,6 +74,10 @@ DAGSTER = Venv("dagster", "dagster", "dagster")
 DBOS = Venv("dbos", "dbos", "dbos")
 AIRFLOW = Venv("airflow", "airflow.sdk", "apache-airflow")
 PLOT = Venv("plot", "matplotlib", "matplotlib")
+PREFECT_DASK = Venv("prefect-dask", "prefect_dask", "prefect")
+# The shared cluster's scheduler and workers (not a row's venv): what both sides' tasks need.
+DASK_CLUSTER = Venv("dask-cluster", "prefect_dask, aiosqlite, croniter, aiokafka", "distributed")
+DASK_CLUSTER_SHAPE = "one LocalCluster, 2 worker processes x 1 thread, loopback"
 
 DAGSTER_NO_CONC = (
     "not expressible: execute_in_process() blocks and runs one run; concurrent runs need a "
@@ -80,6 +95,44 @@ AIRFLOW_NO_CONC = (
 AIRFLOW_NO_W4 = (
     "not expressible: dag.test() runs tasks one at a time (1000 x 0.1 s >= 100 s); pools, "
     "max_active_tasks and parallelism are enforced by the scheduler/executor it bypasses"
+)
+
+DASK_ROWS: tuple[Row, ...] = (
+    Row(
+        key="dask-raw",
+        label="Dask itself: client.submit + gather (the floor)",
+        venv=PROJECT,
+        adapter="dask_raw_w",
+        variant=None,
+        persists="nothing: results in the workers' memory until gathered",
+        concurrency=f"{DASK_CLUSTER_SHAPE}; n futures submitted at once, then gathered",
+        sizes={DASK_WORKLOAD: None},
+    ),
+    Row(
+        key="podium-dask",
+        label="Podium, Dask(address=...)",
+        venv=PROJECT,
+        adapter="podium_w",
+        variant=None,
+        persists="every task's state and result, SQLite WAL, synchronous=NORMAL, group commit; "
+        "a try is submitted to Dask only after its `running` row is committed",
+        concurrency=f"{DASK_CLUSTER_SHAPE}; one Dask task per try, submitted as it is ready "
+        "(default max_tasks=64)",
+        sizes={DASK_WORKLOAD: None},
+    ),
+    Row(
+        key="prefect-dask",
+        label="Prefect, DaskTaskRunner (prefect-dask 0.3.7)",
+        venv=PREFECT_DASK,
+        adapter="prefect_dask_w",
+        variant=None,
+        persists="flow-run states via the API into the server's SQLite DB; task-run states sent "
+        "as events from the workers, recorded by the server asynchronously; results in memory",
+        concurrency=f"{DASK_CLUSTER_SHAPE}; a sync flow calls task.submit() n times, then "
+        ".result() on each future; each task run executes Prefect's task engine on a worker",
+        sizes={DASK_WORKLOAD: None},
+        timeout_s=1800.0,
+    ),
 )
 
 ROWS: tuple[Row, ...] = (
@@ -196,6 +249,7 @@ ROWS: tuple[Row, ...] = (
         sizes={"W1": 100, "W2": 50, "W3-seq": 20},
         skip={"W3-conc": AIRFLOW_NO_CONC, "W4": AIRFLOW_NO_W4} | NO_EVENTS,
     ),
+    *DASK_ROWS,
 )
 
 ROWS_BY_KEY = {r.key: r for r in ROWS}
@@ -203,4 +257,5 @@ ROWS_BY_KEY = {r.key: r for r in ROWS}
 TOOL_ALIASES = {
     "floor": ("floor-batch100", "floor-pertask"),
     "dagster": ("dagster-memory", "dagster-sqlite"),
+    "dask": tuple(r.key for r in DASK_ROWS),
 }

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,7 +66,14 @@ def _ensure(venv: Venv, cache: Path, log: Path) -> Ready:
     if python.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return Ready(python)
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONDONTWRITEBYTECODE="")
+    # PREFECT_HOME: importing prefect (the check below) makes its home folder; never ~/.prefect
+    home_dir = tempfile.TemporaryDirectory(prefix="bench-venv-home-")
+    env = dict(
+        os.environ,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PYTHONDONTWRITEBYTECODE="",
+        PREFECT_HOME=home_dir.name,
+    )
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(home)],
         [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip>=24,<27"],
@@ -73,7 +81,7 @@ def _ensure(venv: Venv, cache: Path, log: Path) -> Ready:
         [str(python), "-m", "pip", "check"],
         [str(python), "-c", f"import {venv.imports}"],
     ]
-    with log.open("w") as out:
+    with home_dir, log.open("w") as out:
         for cmd in steps:
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()

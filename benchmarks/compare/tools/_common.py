@@ -27,10 +27,19 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-WORKLOADS = ("W1", "W2", "W3-seq", "W3-conc", "W4", "events")
+WORKLOADS = ("W1", "W2", "W3-seq", "W3-conc", "W4", "events", "dask")
 
-# Full sizes, as in benchmarks/workloads.py: W1 fan-out width, W2 chain length, W3 runs, W4 sleepers.
-FULL_SIZE = {"W1": 1000, "W2": 200, "W3-seq": 200, "W3-conc": 200, "W4": 1000, "events": 1000}
+# Full sizes, as in benchmarks/workloads.py: W1 fan-out width, W2 chain length, W3 runs, W4 sleepers;
+# dask: n independent tasks x -> x + 1 (x = 0..n-1) on the Dask cluster at --scheduler.
+FULL_SIZE = {
+    "W1": 1000,
+    "W2": 200,
+    "W3-seq": 200,
+    "W3-conc": 200,
+    "W4": 1000,
+    "events": 1000,
+    "dask": 200,
+}
 W4_SLEEP_S = 0.1
 W4_LIMIT = 100
 W3_TASKS_PER_RUN = 5
@@ -123,7 +132,7 @@ def tasks_of(workload: str, n: int) -> int:
         return n + 2
     if workload in ("W3-seq", "W3-conc"):
         return n * W3_TASKS_PER_RUN
-    return n  # W2, W4, events (one task per run)
+    return n  # W2, W4, events (one task per run), dask
 
 
 def runs_of(workload: str, n: int) -> int:
@@ -143,6 +152,9 @@ def check(workload: str, n: int, got: Any, limit: int = W4_LIMIT) -> str | None:
         if len(got) != n or wrong:
             return f"{len(got)} runs, {len(wrong)} with a wrong load result (e.g. {wrong[:2]!r})"
         return None
+    if workload == "dask":
+        want = n * (n + 1) // 2  # the sum of x + 1 over x = 0..n-1
+        return None if got == want else f"the results summed to {got!r}, expected {want}"
     if workload == "W4":
         if PROBE.finished != n:
             return f"{PROBE.finished} of {n} sleepers finished"
@@ -161,6 +173,7 @@ class Args:
     n: int
     warmup_n: int
     variant: str
+    scheduler: str | None = None  # the Dask scheduler's address (the dask workload)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,11 +183,16 @@ def parse_args(variants: tuple[str, ...] = ("default",)) -> Args:
     parser.add_argument("--n", type=int, default=None, help="size (default: the full size)")
     parser.add_argument("--warmup-n", type=int, default=None, help="in-process warm-up size")
     parser.add_argument("--variant", default=variants[0], choices=variants)
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address (dask)")
     ns = parser.parse_args()
+    if ns.workload == "dask" and not ns.scheduler:
+        parser.error("the dask workload needs --scheduler ADDRESS")
     n = ns.n if ns.n is not None else FULL_SIZE[ns.workload]
     default_warm = min(n, 5) if ns.workload.startswith("W3") else min(n, 20)  # W3: runs
     warm = ns.warmup_n if ns.warmup_n is not None else default_warm
-    return Args(workload=ns.workload, n=n, warmup_n=warm, variant=ns.variant)
+    return Args(
+        workload=ns.workload, n=n, warmup_n=warm, variant=ns.variant, scheduler=ns.scheduler
+    )
 
 
 def version(dist: str) -> str | None:

@@ -11,6 +11,11 @@ W1-W4 reuse ``make bench``'s code unchanged: a fresh ``Engine`` on a fresh state
 and one message is sent and run first (so the consumer has joined its group); then n JSON messages
 are produced (acks=all) and the figure is from the start of producing to the n-th run's
 ``on_success`` callback (the run committed as finished). Every message must have exactly one run.
+
+``dask``: one run of n independent tasks ``step(x)`` (x -> x + 1, ``benchmarks/runner_tasks.py``,
+sent by reference: the cluster's workers import it from this checkout) on ``Dask(address=...)``,
+the scheduler the driver passes as ``--scheduler``; a fresh engine and state file per call (its
+Dask client connects when the engine starts, untimed), timed from ``trigger`` to ``run.wait()``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,25 @@ def workload(key: str, n: int) -> Workload:
     if key == "W4":
         return w4(n, seconds=c.W4_SLEEP_S, limit=c.W4_LIMIT)
     raise ValueError(key)
+
+
+async def run_on_dask(address: str, n: int) -> c.Timed:
+    from benchmarks.runner_tasks import step
+    from engine import Dask, Engine, dag, task
+
+    @dag(dag_id="on_dask", runner=Dask(address=address))
+    def on_dask() -> None:
+        for i in range(n):
+            task(task_id=f"step_{i}")(step)(i)
+
+    with tempfile.TemporaryDirectory(prefix="bench-podium-") as tmp:
+        async with Engine(Path(tmp) / "state.db", dags=[on_dask], sensors=False) as eng:
+            t0 = time.perf_counter()
+            run = await (await eng.trigger("on_dask")).wait(timeout=900)
+            wall = time.perf_counter() - t0
+    if run.state != "success":
+        raise RuntimeError(f"the run ended {run.state}")
+    return c.Timed(sum(t.result for t in run.tasks.values()), wall, {"tasks": len(run.tasks)})
 
 
 async def run_dag_workload(key: str, n: int) -> c.Timed:
@@ -136,6 +160,9 @@ async def main(args: c.Args) -> int:
     async def run(key: str, n: int) -> c.Timed:
         if events is not None:
             return await events(n)
+        if key == "dask":
+            assert args.scheduler is not None
+            return await run_on_dask(args.scheduler, n)
         return await run_dag_workload(key, n)
 
     try:
