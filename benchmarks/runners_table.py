@@ -102,7 +102,8 @@ def local_cluster() -> Iterator[Any]:
         yield cluster
 
 
-def _spawn(key: str, reps: int, tasks: int, iterations: int, scheduler: str | None) -> Any:
+def spawn_row(key: str, reps: int, tasks: int, iterations: int, scheduler: str | None) -> Any:
+    """Measure one row in its own subprocess (``--one``); its JSON line, or an error record."""
     cmd = [sys.executable, "-m", "benchmarks.runners", "--one", key, "--reps", str(reps)]
     cmd += ["--tasks", str(tasks), "--iterations", str(iterations)]
     if scheduler is not None:
@@ -151,7 +152,7 @@ def run(keys: list[str], reps: int, *, quick: bool, dask: bool = True) -> dict[s
         address = cluster.scheduler_address if cluster is not None else None
         for key in keys:
             log(f"  {key:22}", end="")
-            r = _spawn(key, reps, tasks, iterations, address if ROWS_BY_KEY[key].dask else None)
+            r = spawn_row(key, reps, tasks, iterations, address if ROWS_BY_KEY[key].dask else None)
             results.append(r)
             if "median_s" in r:
                 log(f" {r['median_s']:.3f} s  {r['ms_per_task']:.3f} ms/task")

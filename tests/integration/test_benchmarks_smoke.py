@@ -100,7 +100,7 @@ def test_every_runner_row_is_covered_and_derives_its_figures() -> None:
 
 
 def test_a_runner_row_runs_in_its_own_subprocess_as_make_bench_runs_it() -> None:
-    result = runners_table._spawn(
+    result = runners_table.spawn_row(
         "noop-floor-threads", reps=1, tasks=4, iterations=0, scheduler=None
     )
 
