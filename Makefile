@@ -33,7 +33,7 @@ $(RUNNERS_STAMP): pyproject.toml | $(BIN)/python
 # uvloop: the podium-uvloop rows; venv and dask: the Virtualenv and Dask runner rows.
 $(BENCH_STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[uvloop,venv,dask]"
-	touch $@ $(STAMP)
+	touch $@ $(STAMP) $(RUNNERS_STAMP)
 
 ## Run the customer-analytics pipeline once on embedded defaults and print a summary.
 demo: $(STAMP)
