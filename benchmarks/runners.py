@@ -21,8 +21,9 @@ executor for a floor), checked, then one JSON line. The rows:
   environment (``tabulate``) into an empty Podium cache with ``UV_CACHE_DIR`` pointed at an empty
   folder, so uv fetches from the package index; ``venv-build-uvwarm`` into an empty Podium cache with
   a uv cache that already holds the package (filled before the warm-up, untimed). ``venv-warm-start``
-  is a one-task run on an environment found in the cache (a fresh interpreter per try), beside the
-  same run on the default runner and on a warm ``Process(workers=1)``.
+  is a one-task run on an environment found in the cache, on its warm pool (primed as a ``Process``
+  pool is), beside the same run on the default runner and on a warm ``Process(workers=1)``;
+  ``venv-first-try`` the same run unprimed: its pool starts the worker (a fresh interpreter).
 
 Timed span: Podium, from ``trigger`` to ``run.wait()`` returning (engine start, the pool's start and
 its priming are not timed: before the timed run, a priming run keeps every worker busy at once
@@ -112,6 +113,7 @@ ROWS: tuple[Row, ...] = (  # each Podium row next to its floor: the load drifts 
     Row("venv-build-uvcold", "venv", "Virtualenv cold build: empty env cache, empty uv cache"),
     Row("venv-build-uvwarm", "venv", "Virtualenv cold build: empty env cache, warm uv cache"),
     Row("venv-warm-start", "venv", "one-task run, Virtualenv (env cached)", floor="one-task-local"),
+    Row("venv-first-try", "venv", "one-task run, Virtualenv: its pool's first worker starts"),
     Row("one-task-local", "venv", "one-task run, default runner"),
     Row("one-task-process1", "venv", "one-task run, warm Process(workers=1)"),
 )
@@ -132,16 +134,16 @@ def _runner(row: Row, p: Params, shared: Path) -> Any:
     if row.dask:
         assert p.scheduler is not None, f"{row.key} needs --scheduler"
         return Dask(address=p.scheduler)
-    if row.key == "venv-warm-start":
+    if row.key in ("venv-warm-start", "venv-first-try"):
         return Virtualenv(requirements=list(p.requirements), cache_dir=shared / "envs")
     return None  # the default runner
 
 
 def _workers(runner: Any) -> tuple[int, float]:
     """How many tasks the priming run holds at once, and for how long each."""
-    from engine import Dask, Process
+    from engine import Dask, Process, Virtualenv
 
-    if isinstance(runner, Process):
+    if isinstance(runner, (Process, Virtualenv)):
         return runner.workers, 0.3  # long enough for every fresh interpreter to come up
     if isinstance(runner, Dask):
         return 2, 0.05
@@ -168,13 +170,13 @@ async def _podium(row: Row, p: Params, folder: Path, shared: Path) -> Sample:
             task(task_id=f"hold_{i}")(hold)(seconds)
 
     async with Engine(folder / "state.db", dags=[fanout, prime], sensors=False) as engine:
-        if not isinstance(runner, Virtualenv):  # a Virtualenv try is a fresh process anyway
+        if row.key != "venv-first-try":
             for _ in range(10):
                 primed = await (await engine.trigger("prime")).wait(timeout=600)
                 pids = {t.result for t in primed.tasks.values()}
                 if primed.state != "success":
                     raise CheckError(f"the priming run failed: {primed.state}")
-                if not isinstance(runner, Process) or len(pids) == width:
+                if not isinstance(runner, (Process, Virtualenv)) or len(pids) == width:
                     break
         started = time.perf_counter()
         run = await (await engine.trigger("fanout")).wait(timeout=900)
@@ -262,7 +264,7 @@ async def _build(p: Params, envs: Path, uv_cache: Path) -> Sample:
 
 def set_up(row: Row, p: Params, shared: Path) -> None:
     """What a row needs before its warm-up, untimed: a uv cache holding the package, a built env."""
-    if row.key in ("venv-build-uvwarm", "venv-warm-start"):
+    if row.key in ("venv-build-uvwarm", "venv-warm-start", "venv-first-try"):
         envs = shared / ("fill" if row.key == "venv-build-uvwarm" else "envs")
         asyncio.run(_build(p, envs, shared / "uv"))
 

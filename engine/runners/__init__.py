@@ -2,8 +2,8 @@
 
 - ``Local()`` (the default): async functions on the engine's loop, sync functions in its threads;
 - ``Process(workers=N)``: a warm pool of worker processes (``process.py``);
-- ``Virtualenv(requirements=[...])``: a process of the task's own environment, built with uv
-  (``venv.py``).
+- ``Virtualenv(requirements=[...])``: a warm pool of processes of the task's own environment,
+  built with uv (``venv.py``); the pool logic is ``Process``'s (``pool.py``).
 - ``Dask(address=...)``: a running Dask cluster (``dask.py``; extra ``podium[dask]``).
 
 ``docs/runners.md`` says when to use which.

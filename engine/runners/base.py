@@ -14,9 +14,12 @@ body. Cancellation reaches a session as the cancellation of its ``call``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
+
+import anyio
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -59,12 +62,53 @@ class WorkerLedger(Protocol):
         """Forget ``pid``: it has exited and been waited for."""
 
 
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Shared:
+    manager: AbstractAsyncContextManager[Any]
+    value: Any
+    users: int = 0
+
+
+class SharedResources:
+    """What several runner sessions of one engine share (the warm pool of a virtualenv, whatever
+    setting names it): each under a key, entered by its first user and exited when its last user
+    leaves."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, _Shared] = {}
+        self._lock = anyio.Lock()
+
+    async def enter(self, key: Hashable, make: Callable[[], AbstractAsyncContextManager[T]]) -> T:
+        """The resource under ``key``, entered from ``make()`` if no session uses it yet; each
+        ``enter`` is paired with a ``leave``."""
+        async with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                manager = make()
+                entry = _Shared(manager, await manager.__aenter__())
+                self._entries[key] = entry
+            entry.users += 1
+        return cast(T, entry.value)
+
+    async def leave(self, key: Hashable) -> None:
+        """One user of ``key`` is done with it; the last one exits it."""
+        entry = self._entries[key]
+        entry.users -= 1
+        if entry.users == 0:
+            del self._entries[key]
+            await entry.manager.__aexit__(None, None, None)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunnerHost:
     """What the engine lends a runner's session."""
 
     ledger: WorkerLedger
     max_log_bytes: int  # a try's log budget: a worker stops sending lines past it
+    shared: SharedResources = field(default_factory=SharedResources)  # one per engine
 
 
 class RunnerSession(Protocol):
@@ -92,4 +136,12 @@ class Local:
         raise TypeError("Local() runs in the engine itself and has no session")
 
 
-__all__ = ["Local", "Runner", "RunnerHost", "RunnerSession", "TryCall", "WorkerLedger"]
+__all__ = [
+    "Local",
+    "Runner",
+    "RunnerHost",
+    "RunnerSession",
+    "SharedResources",
+    "TryCall",
+    "WorkerLedger",
+]

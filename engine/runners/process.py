@@ -32,17 +32,14 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
-import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .. import serialization
-from ..backoff import Backoff
 from ..errors import RunnerError, WorkerDiedError
 from . import wire
 from .base import RunnerHost, TryCall
 from .children import Child, commit_checkpoint, emit_log, remote_exception
-
-log = logging.getLogger("podium.runners")
+from .pool import Reply, WorkerPool
 
 _ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the engine package
 
@@ -65,13 +62,6 @@ class Process:
 
     def open(self, host: RunnerHost) -> ProcessPool:
         return ProcessPool(self, host)
-
-
-@dataclass(slots=True)
-class _Reply:
-    value: Any = None
-    error: BaseException | None = None
-    retire: bool = False
 
 
 class _Worker:
@@ -99,28 +89,23 @@ class _Worker:
 
 
 class ProcessPool:
-    """The open ``Process`` runner of one engine (an async context manager)."""
+    """The open ``Process`` runner of one engine (an async context manager): a ``WorkerPool``
+    started whole when the engine starts."""
 
     def __init__(self, spec: Process, host: RunnerHost) -> None:
         self.spec = spec
         self._host = host
-        self._idle_send, self._idle_receive = anyio.create_memory_object_stream[_Worker](
-            spec.workers
+        self._pool = WorkerPool[_Worker](
+            what="process", size=spec.workers, grace=spec.grace, spawn=self._spawn, eager=True
         )
-        self._live: dict[int, _Worker] = {}
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._closing = False
 
     @property
     def pids(self) -> list[int]:
         """The PIDs of the live workers (idle or busy)."""
-        return sorted(self._live)
+        return self._pool.pids
 
     async def __aenter__(self) -> Self:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        for _ in range(self.spec.workers):
-            self._tg.start_soon(self._refill)
+        await self._pool.__aenter__()
         return self
 
     async def __aexit__(
@@ -129,44 +114,15 @@ class ProcessPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._tg is not None
-        self._closing = True
-        self._tg.cancel_scope.cancel()  # workers still starting
-        try:
-            await self._tg.__aexit__(None, None, None)
-        finally:
-            with anyio.CancelScope(shield=True):
-                self._idle_send.close()
-                self._idle_receive.close()
-                with anyio.move_on_after(max(self.spec.grace, 1.0) + 5):
-                    async with anyio.create_task_group() as tg:
-                        for worker in list(self._live.values()):
-                            tg.start_soon(self._stop, worker)
-
-    # -- running a try ------------------------------------------------------------------------------
+        await self._pool.__aexit__(exc_type, exc, tb)
 
     async def call(self, call: TryCall) -> Any:
         job = wire.job_for(call)  # a RunnerError here fails the try before it starts
-        try:
-            worker = await self._idle_receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise RunnerError("the process pool is closed") from None
-        reply: _Reply | None = None
-        try:
-            reply = await self._exchange(worker, job, call)
-        finally:
-            if reply is not None and not reply.retire:
-                self._idle_send.send_nowait(worker)
-            else:  # died, cancelled, timed out, or asked to be replaced
-                with anyio.CancelScope(shield=True):
-                    await self._stop(worker, graceful=reply is not None)
-                if not self._closing and self._tg is not None:
-                    self._tg.start_soon(self._refill)
-        if reply.error is not None:
-            raise reply.error
-        return reply.value
+        return await self._pool.run(
+            lambda worker: self._exchange(worker, job, call), grace=self.spec.grace
+        )
 
-    async def _exchange(self, worker: _Worker, job: wire.Job, call: TryCall) -> _Reply:
+    async def _exchange(self, worker: _Worker, job: wire.Job, call: TryCall) -> Reply:
         await worker.send(("run", job))
         while True:
             frame = await worker.receive()
@@ -181,27 +137,11 @@ class ProcessPool:
                 value = serialization.loads(frame[1])
                 await worker.send(("ack", await commit_checkpoint(call.context, value)))
             elif kind == "ok":
-                return _Reply(value=serialization.loads(frame[1]), retire=frame[2])
+                return Reply(value=serialization.loads(frame[1]), retire=frame[2])
             elif kind == "raised":
-                return _Reply(error=_rebuild(frame), retire=frame[5])
+                return Reply(error=_rebuild(frame), retire=frame[5])
             else:
                 raise RunnerError(f"unexpected frame from worker {worker.pid}: {kind!r}")
-
-    # -- workers ------------------------------------------------------------------------------------
-
-    async def _refill(self) -> None:
-        """Start one worker and make it available; on failure, log and try again."""
-        delays = Backoff(0.5, cap=30.0).delays()
-        while True:
-            try:
-                worker = await self._spawn()
-            except Exception:
-                delay = next(delays)
-                log.exception("cannot start a worker process; trying again in %.1fs", delay)
-                await anyio.sleep(delay)
-                continue
-            self._idle_send.send_nowait(worker)
-            return
 
     async def _spawn(self) -> _Worker:
         env = dict(os.environ)
@@ -212,7 +152,6 @@ class ProcessPool:
             [sys.executable, "-m", "engine.runners.worker"], ledger=self._host.ledger, env=env
         )
         worker = _Worker(child)
-        self._live[worker.pid] = worker
         try:
             root_level = logging.getLogger().getEffectiveLevel()
             await worker.send(("init", list(sys.path), root_level, self._host.max_log_bytes))
@@ -222,15 +161,9 @@ class ProcessPool:
                 raise RunnerError(f"worker process failed to start: {reason}")
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._stop(worker, graceful=False)
+                await child.stop(grace=self.spec.grace, graceful=False)
             raise
         return worker
-
-    async def _stop(self, worker: _Worker, *, graceful: bool = True) -> None:
-        """End a worker (``Child.stop``: an idle one exits when its pipe closes, a busy one gets
-        SIGTERM, then SIGKILL of its group after the grace period) and forget it."""
-        await worker.child.stop(grace=self.spec.grace, graceful=graceful)
-        self._live.pop(worker.pid, None)
 
 
 def _rebuild(frame: tuple[Any, ...]) -> BaseException:

@@ -1,29 +1,29 @@
-"""``Virtualenv(requirements=[...] | lockfile=..., python=...)``: each try runs in a fresh process
-of the task's own environment (other library versions than the engine's), built with uv and cached
-by the hash of what it holds (``venv_build.py``).
+"""``Virtualenv(requirements=[...] | lockfile=..., python=..., workers=N)``: each try runs in a warm
+worker process of the task's own environment (other library versions than the engine's), built
+with uv and cached by the hash of what it holds (``venv_build.py``).
 
 The environment does not have the engine. Its Python runs a standalone bootstrap
 (``venv_bootstrap.py``) that imports the task's function by ``module:qualname`` and talks to the
-engine over JSON lines: the try's arguments in, log lines, checkpoints and the result out. So the
-function must live at module level in a module that imports only what the environment has;
-arguments and results are JSON values.
+engine over JSON lines: the try's arguments in, log lines, checkpoints and the result out, one try
+after another (``venv_worker.py``). So the function must live at module level in a module that
+imports only what the environment has; arguments and results are JSON values.
 
-The session builds the environment when the engine starts, in the background; a try waits for it.
-A failed build fails the tries that waited for it with uv's message, and the next try builds again.
-A try's process is its own process group, recorded in the state file while it lives (the reaper
-kills it after a kill -9 of the engine), and a timeout or cancellation stops it like a ``Process``
-worker: SIGTERM, ``grace`` seconds, SIGKILL of the group.
+One ``VirtualenvPool`` per environment and engine, whatever settings name it (requirements in
+another order, another ``grace``): it builds the environment when the engine starts, in the
+background (a try waits for it; a failed build fails the tries that waited with uv's message, and
+the next try builds again), and keeps a lazy ``WorkerPool`` of up to ``workers`` interpreters
+(the most any of its settings asks): a worker starts when a try finds none idle, and stays warm
+for the engine's life. Workers are their own process groups, recorded in the state file while they
+live (the reaper kills them after a kill -9 of the engine); a timeout or cancellation stops the
+try's worker like a ``Process`` worker (SIGTERM, ``grace`` seconds, SIGKILL of the group) and the
+pool replaces it.
 """
 
 from __future__ import annotations
 
-import builtins
 import logging
 import os
-import subprocess
-import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -31,21 +31,17 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
-import orjson
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .. import serialization
-from ..errors import ResultError, RunnerError, VirtualenvError, WorkerDiedError, describe_exception
+from ..errors import ResultError, VirtualenvError, describe_exception
 from . import wire
 from .base import RunnerHost, TryCall
-from .children import Child, commit_checkpoint, context_facts, emit_log, remote_exception
+from .children import context_facts
+from .pool import WorkerPool
 from .venv_build import BuiltEnv, EnvSpec, default_cache_dir, ensure_env, env_spec
+from .venv_worker import VenvWorker
 
 log = logging.getLogger("podium.runners")
-
-BOOTSTRAP = Path(__file__).with_name("venv_bootstrap.py")
-_MAX_LINE = 1 << 30
-_STDERR_LINES = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,14 +51,18 @@ class Virtualenv:
     ``python`` (a version such as ``"3.12"`` or an interpreter path; default: the engine's).
 
     ``cache_dir``: where environments are kept (default ``$PODIUM_VENV_CACHE``, else
-    ``~/.cache/podium/venvs``). ``grace``: seconds between SIGTERM and SIGKILL for a cancelled or
-    timed-out try. Equal settings share one session per engine; equal environments (same
-    requirements and Python) share one directory in the cache."""
+    ``~/.cache/podium/venvs``). ``workers``: the most interpreters of this environment kept warm
+    (and running tries at once), each started when a try first needs it (default 4).
+    ``grace``: seconds between SIGTERM and SIGKILL for a cancelled or timed-out try. Settings
+    naming the same environment (same requirements, in any order, Python and cache) share one
+    pool per engine, of the most ``workers`` any of them asks; equal environments share one
+    directory in the cache."""
 
     requirements: Sequence[str] = ()
     lockfile: str | Path | None = None
     python: str | None = None
     cache_dir: str | Path | None = None
+    workers: int = 4
     grace: float = 5.0
 
     def __post_init__(self) -> None:
@@ -71,6 +71,10 @@ class Virtualenv:
         object.__setattr__(self, "requirements", tuple(self.requirements))  # hashable
         if self.requirements and self.lockfile is not None:
             raise VirtualenvError("Virtualenv takes requirements=[...] or lockfile=..., not both")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise VirtualenvError(
+                f"Virtualenv(workers=...) needs an int >= 1, got {self.workers!r}"
+            )
         if not self.grace >= 0:
             raise VirtualenvError(f"Virtualenv(grace=...) needs seconds >= 0, got {self.grace!r}")
 
@@ -84,6 +88,14 @@ class Virtualenv:
             return Path(self.cache_dir).expanduser()
         return default_cache_dir(os.environ)
 
+    def environment_key(self) -> Hashable:
+        """Which environment this setting names, without reading anything (the lockfile by its
+        path): settings with equal keys share one pool per engine."""
+        lockfile = str(Path(self.lockfile).resolve()) if self.lockfile is not None else None
+        requirements = tuple(sorted(r.strip() for r in self.requirements if r.strip()))
+        cache = str(self.resolve_cache_dir().resolve())
+        return ("virtualenv", requirements, lockfile, self.python, cache)
+
     def open(self, host: RunnerHost) -> VirtualenvSession:
         return VirtualenvSession(self, host)
 
@@ -95,20 +107,38 @@ class _Build:
     error: VirtualenvError | None = None
 
 
-class VirtualenvSession:
-    """The open ``Virtualenv`` runner of one engine (an async context manager): builds its
-    environment in the background and runs each try in a new process of it."""
+class VirtualenvPool:
+    """The environment of one ``Virtualenv`` key and its warm workers, for one engine (an async
+    context manager; shared by the sessions of every setting with that key)."""
 
     def __init__(self, setting: Virtualenv, host: RunnerHost) -> None:
-        self.setting = setting
+        self.setting = setting  # the first setting that named it: what it builds
         self._host = host
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: anyio.abc.TaskGroup | None = None  # builds, and each worker's stderr reader
         self._build: _Build | None = None  # the last build started; replaced after a failure
-        self.builds = 0  # builds this session ran (not counting environments found in the cache)
+        self.builds = 0  # builds this pool ran (not counting environments found in the cache)
+        self.workers = WorkerPool[VenvWorker](
+            what="virtualenv",
+            size=setting.workers,
+            grace=setting.grace,
+            spawn=self._spawn,
+            eager=False,
+        )
+
+    def want(self, setting: Virtualenv) -> None:
+        """Another setting uses this pool: it may ask for more workers, or a longer grace."""
+        self.workers.size = max(self.workers.size, setting.workers)
+        self.workers.grace = max(self.workers.grace, setting.grace)
 
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        try:
+            await self.workers.__aenter__()
+        except BaseException:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            raise
         self._start_build()
         return self
 
@@ -119,8 +149,11 @@ class VirtualenvSession:
         tb: TracebackType | None,
     ) -> None:
         assert self._tg is not None
-        self._tg.cancel_scope.cancel()  # a build under way stops; its temporary folder goes
-        await self._tg.__aexit__(None, None, None)
+        try:
+            await self.workers.__aexit__(None, None, None)  # the workers stop
+        finally:
+            self._tg.cancel_scope.cancel()  # a build under way stops (its temporary folder goes)
+            await self._tg.__aexit__(None, None, None)  # and the stderr readers left
 
     # -- the environment ----------------------------------------------------------------------------
 
@@ -156,36 +189,54 @@ class VirtualenvSession:
             raise build.error
         return build.env
 
+    async def _spawn(self) -> VenvWorker:
+        assert self._tg is not None
+        env = await self.environment()
+        return await VenvWorker.start(env, ledger=self._host.ledger, tg=self._tg)
+
     # -- running a try ------------------------------------------------------------------------------
+
+    async def run(self, job: dict[str, Any], call: TryCall, *, grace: float) -> Any:
+        """Run one try on a warm worker (after the environment is built)."""
+        await self.environment()
+        return await self.workers.run(lambda worker: worker.run_try(job, call), grace=grace)
+
+
+class VirtualenvSession:
+    """The open ``Virtualenv`` runner of one engine and setting (an async context manager): its
+    tries run on the engine's ``VirtualenvPool`` of the setting's environment."""
+
+    def __init__(self, setting: Virtualenv, host: RunnerHost) -> None:
+        self.setting = setting
+        self._host = host
+        self._key = setting.environment_key()
+        self._pool: VirtualenvPool | None = None
+
+    @property
+    def pool(self) -> VirtualenvPool:
+        assert self._pool is not None, "the session is not open"
+        return self._pool
+
+    async def __aenter__(self) -> Self:
+        make = lambda: VirtualenvPool(self.setting, self._host)  # noqa: E731
+        self._pool = await self._host.shared.enter(self._key, make)
+        self._pool.want(self.setting)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pool = None
+        await self._host.shared.leave(self._key)
 
     async def call(self, call: TryCall) -> Any:
         job = self._job(call)  # a RunnerError here fails the try before it starts
-        env = await self.environment()
-        child = await Child.start(
-            [str(env.python), "-I", str(BOOTSTRAP)],
-            ledger=self._host.ledger,
-            env=_child_env(env),
-            stderr=subprocess.PIPE,
-        )
-        stderr = _Stderr()
-        value: Any = None
-        error: BaseException | None = None
-        finished = False
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_drain_stderr, child, stderr.tail, stderr.done)
-            try:
-                value, error = await _exchange(child, job, call, stderr)
-                finished = True
-            except (RunnerError, ResultError) as exc:  # raised here, not in the task group
-                error = exc
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await child.stop(grace=self.setting.grace, graceful=finished)
-        if error is not None:
-            raise error
-        return value
+        return await self.pool.run(job, call, grace=self.setting.grace)
 
-    def _job(self, call: TryCall) -> bytes:
+    def _job(self, call: TryCall) -> dict[str, Any]:
         task_id = call.task_id
         fn = call.node.definition.fn
         ref = wire.reference(fn)
@@ -199,7 +250,7 @@ class VirtualenvSession:
         args, kwargs, slot = wire.pack_arguments(
             call, lambda name, value: _json_argument(task_id, name, value), None
         )
-        job = {
+        return {
             "function": {
                 "module": ref.module,
                 "qualname": ref.qualname,
@@ -215,95 +266,6 @@ class VirtualenvSession:
             "log_level": logging.getLogger().getEffectiveLevel(),
             "max_log_bytes": self._host.max_log_bytes,
         }
-        return serialization.dumps(job) + b"\n"
-
-
-@dataclass(slots=True)
-class _Stderr:
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=_STDERR_LINES))
-    done: anyio.Event = field(default_factory=anyio.Event)
-
-
-async def _exchange(
-    child: Child, job: bytes, call: TryCall, stderr: _Stderr
-) -> tuple[Any, BaseException | None]:
-    """Send the job, serve log lines and checkpoints, and return (result, raised)."""
-    process = child.process
-    assert process.stdin is not None and process.stdout is not None
-    reader = BufferedByteReceiveStream(process.stdout)
-    try:
-        await process.stdin.send(job)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pass  # it died at once: said below
-    while True:
-        try:
-            line = await reader.receive_until(b"\n", _MAX_LINE)
-        except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
-            reason = await child.exit_reason()
-            with anyio.move_on_after(5):  # its last words (a process it left may hold stderr open)
-                await stderr.done.wait()
-            said = "\n".join(stderr.tail)
-            raise WorkerDiedError(
-                f"virtualenv task process died: {reason}"
-                + (f"; its stderr ended with:\n{said}" if said else "")
-            ) from None
-        try:
-            message = orjson.loads(line)
-            kind = message[0]
-        except (orjson.JSONDecodeError, TypeError, IndexError, KeyError):
-            raise RunnerError(
-                f"unreadable message from virtualenv task process: {line[:200]!r}"
-            ) from None
-        if kind == "log":
-            _, name, levelno, text, created = message
-            emit_log(name, levelno, text, created)
-        elif kind == "checkpoint":
-            error = await commit_checkpoint(call.context, message[1])
-            await process.stdin.send(orjson.dumps(["ack", error]) + b"\n")
-        elif kind == "ok":
-            return message[1], None
-        elif kind == "raised":
-            return None, _rebuild(message)
-        else:
-            raise RunnerError(f"unexpected message from virtualenv task process: {kind!r}")
-
-
-def _rebuild(message: list[Any]) -> BaseException:
-    """A builtin exception (``ValueError``...) comes back as itself, so retry rules by type work;
-    other types as a ``RunnerError`` naming them; the task's traceback is the cause."""
-    _, name, text, traceback_text = message
-    loaded: BaseException | None = None
-    if name == "ResultError":
-        loaded = ResultError(text)
-    else:
-        kind = getattr(builtins, name, None) if "." not in name else None
-        if isinstance(kind, type) and issubclass(kind, Exception):
-            try:
-                loaded = kind(text)
-            except Exception:
-                loaded = None
-    return remote_exception(name, text, traceback_text, loaded)
-
-
-async def _drain_stderr(child: Child, tail: deque[str], done: anyio.Event) -> None:
-    """What the task's process writes to its stderr below Python (a crash, a C library): into the
-    try's log as warnings, the last lines kept for a death message."""
-    stream = child.process.stderr
-    assert stream is not None
-    reader = BufferedByteReceiveStream(stream)
-    try:
-        while True:
-            try:
-                raw = await reader.receive_until(b"\n", 64 * 1024)
-            except anyio.DelimiterNotFound:
-                raw = await reader.receive(64 * 1024)
-            except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
-                return
-            line = raw.decode("utf-8", "replace")
-            tail.append(line)
-            emit_log("podium.task.stderr", logging.WARNING, line, time.time())
-    finally:
-        done.set()
 
 
 def _json_argument(task_id: str, name: str, value: Any) -> Any:
@@ -330,11 +292,3 @@ def _import_roots(module: str, file: str) -> list[str]:
 
 def _usable(env: BuiltEnv | None) -> bool:
     return env is not None and env.marker.is_file()
-
-
-def _child_env(env: BuiltEnv) -> dict[str, str]:
-    """The engine's environment, with the virtualenv's ``bin`` first on ``PATH``."""
-    out = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    out["VIRTUAL_ENV"] = str(env.path)
-    out["PATH"] = os.pathsep.join([str(env.path / "bin"), out.get("PATH", "")])
-    return out

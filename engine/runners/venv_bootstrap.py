@@ -1,18 +1,26 @@
-"""The program a ``Virtualenv`` task runs in: ``<env>/bin/python -I venv_bootstrap.py``.
+"""The program a ``Virtualenv`` worker runs: ``<env>/bin/python -I venv_bootstrap.py``.
 
 Standalone on purpose: it runs on the environment's own Python with the environment's packages, so
 it imports nothing from the engine (nothing outside the standard library) and keeps to syntax that
-Python 3.9 reads. ``engine.runners.worker`` reuses its forwarders of printed lines and log records.
+Python 3.9 reads. ``engine.runners.worker`` reuses its forwarders of printed lines and log records
+and what each try starts from (``Baseline``).
 
-The channel, one JSON value per line:
+A warm worker: it serves one try after another until its stdin ends. The channel, one JSON value
+per line:
 
-- engine -> task, on stdin: first the job, ``{"function": {"module", "qualname", "file", "paths"},
-  "task_id", "is_async", "args", "kwargs", "context", "context_slot", "log_level", "max_log_bytes"}``; then
-  ``["ack", null | error]`` answering each checkpoint.
 - task -> engine, on what was stdout (file descriptor 1 then points at stderr, so output written
-  below Python never lands in the channel): ``["log", name, levelno, message, created]``,
-  ``["checkpoint", value]``, then one of ``["ok", value]`` or ``["raised", type, message,
-  traceback]``.
+  below Python never lands in the channel): first ``["ready", pid, python_version]``; during a try
+  ``["log", name, levelno, message, created]`` and ``["checkpoint", value]``; then one of ``["ok",
+  value, retire]`` or ``["raised", type, message, traceback, retire]``. ``retire`` asks the engine
+  to replace this worker (the try changed a process-wide limit).
+- engine -> task, on stdin: a job, ``{"function": {"module", "qualname", "file", "paths"},
+  "task_id", "is_async", "args", "kwargs", "context", "context_slot", "log_level",
+  "max_log_bytes", "end_marker"}``; ``["ack", null | error]`` answering each checkpoint; the next
+  job once the reply is sent.
+
+What the process writes to its stderr below Python reaches the engine on a pipe of its own; after
+each try the worker writes the job's ``end_marker`` line there, so the engine knows that every line
+before it belongs to that try.
 
 SIGTERM unwinds the task (its ``finally`` blocks run) and ends the process; the engine follows with
 SIGKILL of the process group after its grace period.
@@ -27,6 +35,7 @@ import io
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -88,17 +97,25 @@ class CheckpointError(Exception):
     """The engine could not commit a checkpoint (the message says why)."""
 
 
-class _Terminated(BaseException):
+class Terminated(BaseException):
     """Raised in the main thread by SIGTERM: the engine cancelled this try."""
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 class Channel:
     """The task's end of the channel; ``send`` may be called from the task's threads."""
 
-    def __init__(self, reader: BinaryIO, writer: BinaryIO, max_log_bytes: int) -> None:
+    def __init__(self, reader: BinaryIO, writer: BinaryIO) -> None:
         self._reader = reader
         self._writer = writer
         self._lock = threading.Lock()
+        self._budget = 0
+        self.active = False
+
+    def begin_try(self, max_log_bytes: int) -> None:
         self._budget = max_log_bytes
         self.active = True
 
@@ -108,8 +125,13 @@ class Channel:
             self._writer.write(line)
             self._writer.flush()
 
+    def receive(self) -> Any:
+        """The engine's next message (a job), or None once it closed the channel."""
+        line = self._reader.readline()
+        return json.loads(line) if line else None
+
     def log(self, name: str, levelno: int, message: str, created: float) -> None:
-        """Send one log line while the try runs; past the try's log budget, only the line that
+        """Send one log line while a try runs; past the try's log budget, only the line that
         crosses it goes (the engine then writes its truncation marker)."""
         if not self.active or self._budget < 0:
             return
@@ -134,6 +156,57 @@ class Channel:
             raise RuntimeError(f"unexpected message from the engine: {kind!r}")
         if error is not None:
             raise CheckpointError(error)
+
+
+_LIMITS = [
+    getattr(resource, name)
+    for name in ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_CPU", "RLIMIT_NOFILE")
+    if hasattr(resource, name)
+]
+
+
+def process_limits() -> list[tuple[int, int]]:
+    return [resource.getrlimit(limit) for limit in _LIMITS]
+
+
+class Baseline:
+    """What every try on a warm worker starts from. Set up once (the try's output and ``logging``
+    records forwarded through ``emit``, SIGTERM unwinding the task) and put back before each try
+    if the previous one changed it: the working directory, ``sys.stdout`` / ``sys.stderr``, the
+    forwarding handler on the root logger, the SIGTERM handler. A process-wide limit
+    (``resource.setrlimit``) is not put back (a process may not raise its hard limits again):
+    ``limits_changed`` says the worker must be replaced instead."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.cwd = os.getcwd()
+        self.handler = ForwardHandler(emit)
+        self.stdout = LineWriter(emit, "podium.task.stdout", logging.INFO)
+        self.stderr = LineWriter(emit, "podium.task.stderr", logging.WARNING)
+        self.limits = process_limits()
+        logging.getLogger().handlers[:] = [self.handler]
+        self.restore()
+
+    def restore(self, log_level: int | None = None) -> None:
+        try:
+            if os.getcwd() != self.cwd:
+                os.chdir(self.cwd)
+        except OSError:  # the task removed the folder it moved to
+            os.chdir(self.cwd)
+        root = logging.getLogger()
+        if self.handler not in root.handlers:
+            root.addHandler(self.handler)
+        if log_level is not None:
+            root.setLevel(log_level)
+        task_logger = logging.getLogger("podium.task")
+        if task_logger.level == logging.NOTSET or task_logger.level > logging.INFO:
+            task_logger.setLevel(logging.INFO)
+        sys.stdout = self.stdout
+        sys.stderr = self.stderr
+        if signal.getsignal(signal.SIGTERM) is not on_sigterm:
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+    def limits_changed(self) -> bool:
+        return process_limits() != self.limits
 
 
 def encode(message: list[Any]) -> bytes:
@@ -240,16 +313,12 @@ def _raised(exc: BaseException) -> list[Any]:
     return ["raised", name, str(exc), text]
 
 
-def _flush_output() -> None:
+def flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # a task that closed its stdout loses its last line
             pass
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated
 
 
 def take_channel() -> tuple[Any, Any]:
@@ -264,38 +333,45 @@ def take_channel() -> tuple[Any, Any]:
     return reader, writer
 
 
-def main() -> None:
-    reader, writer = take_channel()
-    first = reader.readline()
-    if not first:
-        return
-    job = json.loads(first)
-    channel = Channel(reader, writer, job["max_log_bytes"])
-    root = logging.getLogger()
-    root.handlers[:] = [ForwardHandler(channel.log)]
-    root.setLevel(job["log_level"])
-    task_logger = logging.getLogger("podium.task")
-    if task_logger.level == logging.NOTSET or task_logger.level > logging.INFO:
-        task_logger.setLevel(logging.INFO)
-    sys.stdout = LineWriter(channel.log, "podium.task.stdout", logging.INFO)
-    sys.stderr = LineWriter(channel.log, "podium.task.stderr", logging.WARNING)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def serve(channel: Channel, baseline: Baseline, job: dict[str, Any]) -> None:
+    """Run one try and send its reply; then mark the end of its stderr output."""
+    baseline.restore(job["log_level"])
+    channel.begin_try(job["max_log_bytes"])
+    reply: list[Any]
     try:
-        value = run(channel, job)
-    except _Terminated:
-        os._exit(128 + signal.SIGTERM)
+        reply = ["ok", run(channel, job)]
+    except Terminated:
+        raise
     except BaseException as exc:  # the task's failure is the try's, sent back as text
-        _flush_output()
-        channel.active = False
-        channel.send(_raised(exc))
-        return
-    _flush_output()
+        reply = _raised(exc)
+    flush_output()
     channel.active = False
     try:
-        channel.send(["ok", value])
+        os.write(2, (job["end_marker"] + "\n").encode())
+    except OSError:  # the task closed its stderr: the engine, missing the marker, replaces us
+        pass
+    reply.append(baseline.limits_changed())
+    try:
+        channel.send(reply)
     except (TypeError, ValueError) as exc:
         what = f"result of task {job['task_id']!r} is not JSON-serializable: {exc}"
-        channel.send(["raised", "ResultError", what, ""])
+        channel.send(["raised", "ResultError", what, "", reply[-1]])
+
+
+def main() -> None:
+    channel = Channel(*take_channel())
+    baseline = Baseline(channel.log)
+    try:
+        channel.send(["ready", os.getpid(), sys.version])
+        while True:
+            job = channel.receive()
+            if job is None:
+                return  # the engine closed the channel: it is done with this worker
+            serve(channel, baseline, job)
+    except Terminated:
+        os._exit(128 + signal.SIGTERM)
+    except BrokenPipeError:
+        os._exit(0)  # the engine is gone
 
 
 if __name__ == "__main__":

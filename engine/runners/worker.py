@@ -3,9 +3,11 @@
 It reads frames (``engine.runners.wire``) on stdin and writes frames on what was its stdout; the
 task's own stdout and stderr become log lines of the try (file descriptor 1 is pointed at 2, so
 output written below Python goes to the engine's stderr, never into the pipe). ``logging`` records
-and printed lines are sent while a try runs, up to the try's log budget. SIGTERM unwinds the task
-(its ``finally`` blocks run) and ends the process; the engine follows with SIGKILL of the process
-group after a grace period.
+and printed lines are sent while a try runs, up to the try's log budget. Before each try, what the
+previous one changed of the process's set-up (working directory, output, logging, SIGTERM handler)
+is put back; a try that changed a process-wide limit asks to be replaced (``Baseline``, shared with
+the ``Virtualenv`` bootstrap). SIGTERM unwinds the task (its ``finally`` blocks run) and ends the
+process; the engine follows with SIGKILL of the process group after a grace period.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import asyncio
 import logging
 import os
 import pickle
-import resource
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO
 
 import cloudpickle
 
@@ -28,17 +29,7 @@ from ..context import Context
 from ..errors import ResultError
 from ..serialization import encode_result
 from . import wire
-from .venv_bootstrap import ForwardHandler, LineWriter, _flush_output, take_channel
-
-_LIMITS = [
-    getattr(resource, name)
-    for name in ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS", "RLIMIT_CPU", "RLIMIT_NOFILE")
-    if hasattr(resource, name)
-]
-
-
-class _Terminated(BaseException):
-    """Raised in the main thread by SIGTERM: the engine cancelled this try."""
+from .venv_bootstrap import Baseline, Terminated, flush_output, take_channel
 
 
 class Channel:
@@ -111,12 +102,8 @@ class RoundTripContext(Context):
         self.last_checkpoint = value
 
 
-def _limits() -> list[tuple[int, int]]:
-    return [resource.getrlimit(limit) for limit in _LIMITS]
-
-
-def _run(channel: Channel, job: wire.Job) -> None:
-    before = _limits()
+def _run(channel: Channel, baseline: Baseline, root_level: int, job: wire.Job) -> None:
+    baseline.restore(root_level)
     channel.begin_try()
     try:
         fn = wire.load_function(job.function)
@@ -128,16 +115,16 @@ def _run(channel: Channel, job: wire.Job) -> None:
             ctx = RoundTripContext(job.context, lambda value: channel.checkpoint(value, task_id))
         value = call_in_worker(fn, job.is_async, args, kwargs, job.context_slot, ctx)
         data = encode_result(value, what=f"result of task {job.task_id!r}", max_bytes=None)
-    except _Terminated:
+    except Terminated:
         raise
     except BaseException as exc:  # the task's failure is the try's, sent back whole
-        _flush_output()
+        flush_output()
         channel.active = False
-        channel.send(_raised(exc, retire=_limits() != before))
+        channel.send(_raised(exc, retire=baseline.limits_changed()))
         return
-    _flush_output()
+    flush_output()
     channel.active = False
-    channel.send(("ok", data, _limits() != before))
+    channel.send(("ok", data, baseline.limits_changed()))
 
 
 def _raised(exc: BaseException, *, retire: bool) -> tuple[Any, ...]:
@@ -178,10 +165,6 @@ def call_in_worker(
     return fn(*args, **kwargs)
 
 
-def _on_sigterm(signum: int, frame: Any) -> NoReturn:
-    raise _Terminated
-
-
 def main() -> None:
     channel = Channel(*take_channel())
     init = channel.receive()
@@ -190,15 +173,7 @@ def main() -> None:
     _, path, root_level, max_log_bytes = init
     sys.path[:] = path
     channel.max_log_bytes = max_log_bytes
-    root = logging.getLogger()
-    root.handlers[:] = [ForwardHandler(channel.log)]
-    root.setLevel(root_level)
-    task_logger = logging.getLogger("podium.task")
-    if task_logger.level == logging.NOTSET or task_logger.level > logging.INFO:
-        task_logger.setLevel(logging.INFO)
-    sys.stdout = LineWriter(channel.log, "podium.task.stdout", logging.INFO)
-    sys.stderr = LineWriter(channel.log, "podium.task.stderr", logging.WARNING)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    baseline = Baseline(channel.log)
     channel.send(("ready", os.getpid()))
     try:
         while True:
@@ -206,8 +181,8 @@ def main() -> None:
             if frame is None:
                 return
             if frame[0] == "run":
-                _run(channel, frame[1])
-    except _Terminated:
+                _run(channel, baseline, root_level, frame[1])
+    except Terminated:
         os._exit(128 + signal.SIGTERM)
     except BrokenPipeError:
         os._exit(0)  # the engine is gone

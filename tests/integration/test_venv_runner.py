@@ -1,8 +1,9 @@
 """The Virtualenv runner (engine/runners/venv.py) on a real engine, with real environments built by
-uv from PyPI. Builds cost seconds each, so the module shares one cache folder (a session fixture)
-and builds three environments in all: the legacy one (tabulate, which the engine's venv lacks, and
-an older packaging than the engine's), the one `podium env build` builds ahead, and the one that
-cannot be built. Nothing here waits on time: the tests wait for runs, and for a pid file."""
+uv from PyPI and real warm workers. Builds cost seconds each, so the module shares one cache folder
+(a session fixture: nothing comes from an earlier session) and builds three environments in all:
+the legacy one (tabulate, which the engine's venv lacks, and an older packaging than the engine's),
+the one `podium env build` builds ahead, and the one that cannot be built. Nothing here waits on
+time: the tests wait for runs, and for a pid file."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import packaging
 import pytest
 
 from engine import Engine, RunState, Virtualenv, dag, task
+from engine.errors import VirtualenvError
 from engine.loader import load_dags
 from engine.runners.reaper import start_time
 from engine.runners.venv_build import MARKER
+from engine.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 import runner_tasks as rt
@@ -68,7 +71,7 @@ async def test_a_task_gets_its_own_packages_and_a_second_task_reuses_the_env(
     assert run.state is RunState.SUCCESS, {t: i.error for t, i in run.tasks.items()}
     seen, twin = run.tasks["versions"].result, run.tasks["twin"].result
     assert seen["packaging"] == "23.2" and seen["table"] == "a  1"
-    assert seen["pid"] != os.getpid() and twin["pid"] != seen["pid"]  # a process per try
+    assert os.getpid() not in (seen["pid"], twin["pid"])  # in the environment's workers
     env = Path(seen["prefix"])
     assert twin["prefix"] == seen["prefix"] and env.parent == venv_cache  # one env, built once
     marker = (env / MARKER).stat()
@@ -185,7 +188,10 @@ async def test_cancel_kills_the_task_process_and_its_record_goes(
         run = await engine.wait_run(started.run_id, timeout=60)
         assert run.state is RunState.CANCELLED
         assert start_time(pid) is None or start_time(pid) != began
-        assert await engine.store.runner_processes() == []
+        # its record went with it (the pool may have recorded a replacement meanwhile)
+        assert pid not in {r.pid for r in await engine.store.runner_processes()}
+    async with Store(tmp_path / "k.db") as store:  # and the replacement's went at the stop
+        assert await store.runner_processes() == []
 
 
 async def test_podium_env_build_builds_ahead_and_a_run_then_starts_without_building(
@@ -221,3 +227,120 @@ async def test_podium_env_build_builds_ahead_and_a_run_then_starts_without_build
     assert run.tasks["table"].result == "x  9"
     after = (venv_cache / new / MARKER).stat()
     assert (after.st_ino, after.st_mtime_ns) == (marker.st_ino, marker.st_mtime_ns)
+
+
+def test_workers_must_be_a_positive_int() -> None:
+    assert Virtualenv().workers == 4
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(VirtualenvError, match="workers"):
+            Virtualenv(workers=bad)  # type: ignore[arg-type]
+
+
+async def test_sequential_tries_reuse_one_warm_worker_shared_by_equal_environments(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    wandered = tmp_path / "elsewhere"
+    wandered.mkdir()
+    # the same environment named twice: requirements in another order, another grace and size
+    other = Virtualenv(requirements=list(reversed(LEGACY)), cache_dir=venv_cache, grace=1.0)
+
+    @dag
+    def sequence() -> None:
+        first = task(runner=legacy(venv_cache, workers=2), task_id="first")(vt.where)()
+        moved = task(runner=legacy(venv_cache, workers=2))(vt.wander)(str(wandered))
+        second = task(runner=other, task_id="second")(vt.where)()
+        first >> moved >> second
+
+    async with Engine(tmp_path / "w.db", dags=[sequence]) as engine:
+        run = await run_dag(engine, "sequence")
+        rows = await engine.store.runner_processes()
+        logs = await engine.task_logs(run.run_id, "second")
+    assert run.state is RunState.SUCCESS, {t: i.error for t, i in run.tasks.items()}
+    first, second = run.tasks["first"].result, run.tasks["second"].result
+    # one worker served all three tries (one pool for both settings, started lazily: only one)
+    assert second["pid"] == first["pid"] == run.tasks["wander"].result
+    assert [r.pid for r in rows] == [first["pid"]]
+    assert second["calls"] == first["calls"] + 1  # module state lives on, as in a Process pool
+    # what `wander` changed was put back before the next try
+    assert second["cwd"] == first["cwd"] != str(wandered)
+    assert second["sigterm_ignored"] is False
+    assert [(line["level"], line["message"]) for line in logs] == [
+        ("INFO", "printed by try 1"),
+        ("WARNING", "logged by try 1"),
+    ]
+    assert start_time(first["pid"]) is None  # stopped with the engine
+
+
+async def test_each_try_on_a_warm_worker_logs_into_its_own_log(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    env = legacy(venv_cache, workers=1)
+
+    @dag
+    def voices() -> None:
+        one = task(runner=env, task_id="one")(vt.speaks)("one")
+        loud = task(runner=env)(vt.print_lots)(1)
+        two = task(runner=env, task_id="two")(vt.speaks)("two")
+        one >> loud >> two
+
+    async with Engine(tmp_path / "v.db", dags=[voices], max_log_bytes=100_000) as engine:
+        run = await run_dag(engine, "voices")
+        logs = {t: await engine.task_logs(run.run_id, t) for t in ("one", "print_lots", "two")}
+    assert run.state is RunState.SUCCESS, {t: i.error for t, i in run.tasks.items()}
+    assert run.tasks["one"].result == run.tasks["print_lots"].result == run.tasks["two"].result
+    for tag in ("one", "two"):
+        assert sorted((line["level"], line["message"]) for line in logs[tag]) == [
+            ("INFO", f"{tag}: ctx.log"),
+            ("INFO", f"{tag}: print"),
+            ("WARNING", f"{tag}: fd 2"),  # below Python, on the worker's stderr
+            ("WARNING", f"{tag}: logging"),
+        ]
+    loud = logs["print_lots"]
+    assert loud[0]["message"] == "x" * 99 and loud[-1]["message"].startswith("[log truncated")
+    assert sum(len(line["message"]) for line in loud) < 110_000  # the budget is per try
+
+
+async def test_a_crashed_timed_out_or_limited_worker_is_replaced(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    env = legacy(venv_cache, workers=1, grace=0.5)
+    steps: list[tuple[str, Any, tuple[Any, ...], dict[str, Any]]] = [
+        ("warm", vt.where, (), {}),
+        ("segfault", vt.segfault, (), {}),
+        ("after_segfault", vt.where, (), {}),
+        ("limited", vt.lower_file_limit, (), {}),
+        ("after_limit", vt.where, (), {}),
+        ("timed", vt.spin_forever, (str(pid_file),), {"timeout": 5}),
+        ("after_timeout", vt.where, (), {}),
+        ("fail_first_try", vt.fail_first_try, (), {"retries": 1}),
+    ]
+
+    @dag
+    def rough() -> None:
+        prev = None
+        for name, fn, args, options in steps:
+            ref = task(runner=env, task_id=name, trigger_rule="all_done", **options)(fn)(*args)
+            if prev is not None:
+                prev >> ref
+            prev = ref
+
+    async with Engine(tmp_path / "c.db", dags=[rough]) as engine:
+        run = await run_dag(engine, "rough")
+    tasks = run.tasks
+    pid = {name: (tasks[name].result or {}).get("pid") for name in tasks if "after" in name}
+    warm = tasks["warm"].result["pid"]
+    assert tasks["segfault"].error.startswith(
+        "WorkerDiedError: virtualenv worker process died: SIGSEGV"
+    )
+    assert pid["after_segfault"] not in (None, warm) and start_time(warm) is None
+    assert tasks["limited"].state == "success"
+    assert tasks["limited"].result == pid["after_segfault"] != pid["after_limit"]
+    timed_pid = int(pid_file.read_text())
+    assert tasks["timed"].error.startswith("TaskTimeoutError")
+    assert timed_pid == pid["after_limit"] != pid["after_timeout"]
+    assert start_time(timed_pid) is None
+    flaky = tasks["fail_first_try"]
+    assert flaky.state == "success" and flaky.try_number == 2
+    assert flaky.result != pid["after_timeout"]  # the retry ran on the replacement
+    assert flaky.tries[0].error == "WorkerDiedError: virtualenv worker process died: exit code 5"

@@ -361,3 +361,63 @@ def test_kill_while_eight_process_tasks_run_leaves_no_orphan_and_retries_each(
         lambda: not any(alive(pid, created) for pid, created in again.items()),
         "the retries' workers and children to be gone",
     )
+
+
+
+@pytest.mark.timeout(300)  # the first start builds the environment (uv venv, no packages)
+def test_kill_leaves_no_orphan_virtualenv_workers_busy_or_idle(tmp_path: Path) -> None:
+    from engine.runners.reaper import start_time
+
+    harness = Harness(tmp_path)
+    harness.dag_file = Path(__file__).with_name("venv_dags.py")
+    harness.env["PODIUM_VENV_CACHE"] = str(tmp_path / "venvs")  # nothing from an earlier session
+    before: dict[int, float] = {}  # the warm workers alive at the kill: PID -> created
+
+    def pids(prefix: str) -> list[int]:
+        return [int(line.split()[3]) for line in harness.lines() if line.startswith(prefix)]
+
+    try:
+        harness.start(timeout=120)
+        run_id = harness.trigger("venv_pool", key="k")
+        harness.wait_until(lambda: pids("start held 1 "), "held to run", timeout=180)
+        warm, (busy,) = set(pids("warm ")), pids("start held 1 ")
+        assert len(warm) == 2 and busy in warm  # two warm workers: one busy, the other idle
+        recorded = recorded_workers(harness.db)
+        assert {w: recorded.get(w) for w in warm} == {w: start_time(w) for w in warm}
+        before = {pid: psutil.Process(pid).create_time() for pid in warm}
+
+        harness.kill9()
+        # the killed engine's workers live on, the busy one still in its task ...
+        assert all(alive(pid, created) for pid, created in before.items())
+        harness.start(timeout=120)
+        # ... until the next start kills both, before it serves
+        assert "killed 2 worker process(es) left by an engine" in harness.logs.read_text()
+        harness.wait_until(
+            lambda: not any(alive(pid, created) for pid, created in before.items()),
+            "the warm workers of the killed engine to be gone",
+            timeout=60,
+        )
+        harness.gate.touch()
+        run = harness.wait_finished(run_id, timeout=120)
+        harness.stop()
+    finally:
+        harness.gate.touch()
+        if harness.proc is not None:
+            harness.proc.kill()
+            harness.proc.wait()
+        for pid, created in before.items():  # none left behind, even on failure
+            if alive(pid, created):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    psutil.Process(pid).kill()
+
+    assert run["state"] == "success", run
+    held = run["tasks"]["held"]
+    assert (held["try_number"], held["result"]) == (2, 2)
+    assert held["tries"][0]["error"] == "engine stopped while running"
+    (retried,) = pids("start held 2 ")
+    assert retried not in before  # the retry ran on a worker of the new engine
+    # the warm tasks' successes were committed before the kill: they never ran again
+    assert sorted(line.split()[1] for line in harness.lines() if line.startswith("warm ")) == [
+        "warm_0",
+        "warm_1",
+    ]
