@@ -363,7 +363,6 @@ def test_kill_while_eight_process_tasks_run_leaves_no_orphan_and_retries_each(
     )
 
 
-
 @pytest.mark.timeout(300)  # the first start builds the environment (uv venv, no packages)
 def test_kill_leaves_no_orphan_virtualenv_workers_busy_or_idle(tmp_path: Path) -> None:
     from engine.runners.reaper import start_time
