@@ -1,7 +1,7 @@
 """A DAG on a ``Virtualenv`` pool of 3 workers for the crash test: two tasks warm two workers at
-once, then one holds one of them until the gate file exists, so a kill -9 leaves a busy and an idle
-warm worker behind. The environment (no requirements: only ``uv venv``) is built in
-``$PODIUM_VENV_CACHE``."""
+once, then one holds one of them until the gate file exists, so a kill -9 finds a busy and an idle
+warm worker (the idle one exits when its pipe closes; the busy one waits for the reaper). The
+environment (no requirements: only ``uv venv``) is built in ``$PODIUM_VENV_CACHE``."""
 
 from __future__ import annotations
 
