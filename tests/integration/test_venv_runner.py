@@ -271,6 +271,25 @@ async def test_sequential_tries_reuse_one_warm_worker_shared_by_equal_environmen
     assert start_time(first["pid"]) is None  # stopped with the engine
 
 
+async def test_workers_caps_the_tries_of_an_environment_that_run_at_once(
+    tmp_path: Path, venv_cache: Path
+) -> None:
+    one = legacy(venv_cache, workers=1)
+
+    @dag
+    def fan() -> None:
+        for i in range(3):  # independent: ready at once, run one at a time on the one worker
+            task(runner=one, task_id=f"t{i}")(vt.where)()
+
+    async with Engine(tmp_path / "f.db", dags=[fan]) as engine:
+        run = await run_dag(engine, "fan")
+        rows = await engine.store.runner_processes()
+    assert run.state is RunState.SUCCESS, {t: i.error for t, i in run.tasks.items()}
+    results = [run.tasks[f"t{i}"].result for i in range(3)]
+    assert {r["pid"] for r in results} == {r.pid for r in rows} and len(rows) == 1
+    assert sorted(r["calls"] for r in results) == [1, 2, 3]
+
+
 async def test_each_try_on_a_warm_worker_logs_into_its_own_log(
     tmp_path: Path, venv_cache: Path
 ) -> None:
