@@ -224,9 +224,11 @@ async def test_a_cluster_that_goes_away_while_a_checkpoint_waits_fails_the_try(
     ), interrupted.error
     assert run.state is RunState.SUCCESS
     # the first try's worker never heard back: at most it learned that its worker was closing
+    # (while the cluster closes, Dask may start the same key again on a worker not yet closed: each
+    # such copy is refused the same way)
     said = [line for line in dt.lines(ledger) if line.startswith("held first")]
     assert said[0] == "held first checkpointing"
-    assert said[1:] in ([], [f"held first refused: {CLOSING}"]), said
+    assert set(said) <= {"held first checkpointing", f"held first refused: {CLOSING}"}, said
     assert "held first returned" not in dt.lines(ledger)
 
 
