@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .cli_output import console, fmt_time
 from .durations import format_duration
 from .lineage import Lineage
 from .store import Store
@@ -38,10 +38,6 @@ def add_parsers(
     lineage.set_defaults(handler=cmd_lineage)
 
 
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160)
-
-
 async def cmd_assets(args: argparse.Namespace) -> int:
     async with Store(args.db, owner=False) as store:
         lineage = Lineage(store=store, dags=None, now=time.time)
@@ -62,14 +58,14 @@ async def cmd_assets(args: argparse.Namespace) -> int:
             escape(a["uri"]) + name,
             escape(", ".join(a["producers"])),
             escape(", ".join([*a["consumers"], *(f"on {d}" for d in a["triggers"])])),
-            _fmt_time(event.get("ts")) + run,
+            fmt_time(event.get("ts")) + run,
             escape(_metadata_text(event.get("metadata"))),
             _freshness_text(a["freshness"]),
             escape(_schema_text(a)),
         )
-    _console().print(table)
+    console.print(table)
     if len(found) == args.limit:
-        _console().print(f"next page: --after {escape(found[-1]['uri'])}", highlight=False)
+        console.print(f"next page: --after {escape(found[-1]['uri'])}", highlight=False)
     return 0
 
 
@@ -81,35 +77,30 @@ async def cmd_lineage(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps({**hop, "asset": asset}).decode() + "\n")
         return 0 if asset is not None else 1
-    out = _console()
     if asset is None:
-        out.print(f"[yellow]{escape(args.uri)} is not in the catalog of {args.db}[/]")
+        console.print(f"[yellow]{escape(args.uri)} is not in the catalog of {args.db}[/]")
         return 1
-    out.print(f"[bold]{escape(asset['name'])}[/]  {escape(args.uri)}", highlight=False)
+    console.print(f"[bold]{escape(asset['name'])}[/]  {escape(args.uri)}", highlight=False)
     event = asset["last_event"]
     if event is not None:
-        out.print(
-            f"last event {_fmt_time(event['ts'])} UTC by {escape(str(event['dag_id']))}."
+        console.print(
+            f"last event {fmt_time(event['ts'])} UTC by {escape(str(event['dag_id']))}."
             f"{escape(str(event['task_id']))} (run {escape(str(event['run_id']))})"
             f"  {escape(_metadata_text(event['metadata']))}",
             highlight=False,
         )
     if asset["freshness"] is not None:
-        out.print(f"freshness: {_freshness_text(asset['freshness'])}", highlight=False)
+        console.print(f"freshness: {_freshness_text(asset['freshness'])}", highlight=False)
     for side, title in (("upstream", "producers"), ("downstream", "consumers")):
-        out.print(f"{title}:", highlight=False)
+        console.print(f"{title}:", highlight=False)
         nodes = hop[side]
         for n in nodes:
-            out.print(f"  {n['kind']:<5} {escape(n['label'])}", highlight=False)
+            console.print(f"  {n['kind']:<5} {escape(n['label'])}", highlight=False)
         if not nodes:
-            out.print("  (none)", highlight=False)
+            console.print("  (none)", highlight=False)
         if hop[f"more_{side}"]:
-            out.print(f"  ... and {hop[f'more_{side}']} more", highlight=False)
+            console.print(f"  ... and {hop[f'more_{side}']} more", highlight=False)
     return 0
-
-
-def _fmt_time(epoch: float | None) -> str:
-    return "" if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
 def _metadata_text(metadata: Any) -> str:

@@ -22,7 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import PodiumError
-from engine.cli import _operation_args, _parse_pairs, _parse_value, _parser
+from engine.cli import _parser
+from engine.cli_operations import _operation_args
+from engine.cli_output import parse_pairs, parse_value
 
 from .support import FUZZ
 
@@ -94,7 +96,7 @@ def test_parser_accepts_or_exits_2_with_an_error_line(argv: list[str]) -> None:
     assert callable(args.handler)
     # what the commands do with the values next: a result or a PodiumError, nothing else
     if hasattr(args, "param"):
-        _pairs_or_podium_error(args.param, "--param", _parse_value)
+        _pairs_or_podium_error(args.param, "--param", parse_value)
     if hasattr(args, "pool"):
         _pairs_or_podium_error(args.pool, "--pool", int)
     if hasattr(args, "operation"):
@@ -104,7 +106,7 @@ def test_parser_accepts_or_exits_2_with_an_error_line(argv: list[str]) -> None:
 
 def _pairs_or_podium_error(items: list[str], flag: str, convert: Any) -> None:
     try:
-        pairs = _parse_pairs(items, flag, convert)
+        pairs = parse_pairs(items, flag, convert)
     except PodiumError as exc:
         assert str(exc).startswith(flag)
         return
@@ -114,13 +116,13 @@ def _pairs_or_podium_error(items: list[str], flag: str, convert: Any) -> None:
 @FUZZ
 @given(items=st.lists(nasty_text, max_size=5), flag=st.sampled_from(["--param", "--pool"]))
 def test_parse_pairs_gives_a_dict_or_a_podium_error(items: list[str], flag: str) -> None:
-    _pairs_or_podium_error(items, flag, _parse_value if flag == "--param" else int)
+    _pairs_or_podium_error(items, flag, parse_value if flag == "--param" else int)
 
 
 @FUZZ
 @given(text=nasty_text)
 def test_parse_value_is_json_when_it_parses_else_the_text(text: str) -> None:
-    value = _parse_value(text)
+    value = parse_value(text)
     try:
         expected = orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -54,6 +54,8 @@ GRAPH = {
     for p in (ROOT / pkg).rglob("*.py")
 }
 CORE = sorted(m for m in GRAPH if m.startswith("engine.") and not m.startswith("engine.web"))
+# the ``podium`` command: ``engine.cli`` and the ``engine.cli_*`` modules it assembles
+CLI = sorted(m for m in GRAPH if m == "engine.cli" or m.startswith("engine.cli_"))
 
 
 def _reaches(start: str, target_prefix: str) -> list[str] | None:
@@ -74,6 +76,12 @@ def _reaches(start: str, target_prefix: str) -> list[str] | None:
 @pytest.mark.parametrize("module", CORE)
 def test_the_core_never_imports_the_web_package(module: str) -> None:
     assert _reaches(module, "engine.web") is None
+
+
+@pytest.mark.parametrize("module", sorted(set(GRAPH) - {*CLI, "engine.__main__"}))
+def test_only_the_command_imports_the_cli_modules(module: str) -> None:
+    for cli in CLI:
+        assert _reaches(module, cli) is None, cli
 
 
 @pytest.mark.parametrize(
@@ -114,3 +122,5 @@ def test_the_graph_is_read() -> None:
     # the checks above are only as good as the import graph: it must see real edges
     assert "engine.run_state" in GRAPH["engine.run_driver"]
     assert _reaches("engine.engine", "engine.scheduler") is not None
+    assert {"engine.cli_operations", "engine.cli_output"} <= set(CLI)
+    assert _reaches("engine.cli", "engine.cli_output") is not None
