@@ -19,7 +19,8 @@ Rendering uses an ``ImmutableSandboxedEnvironment`` with strict undefined names 
 ========================  ========================================================================
 
 ``Template(source, native=True)`` for a source that is one expression (``"{{ tasks.x.result }}"``)
-renders to the expression's value with its type (a list stays a list); YAML DAGs use it for ``args``.
+renders to the expression's value with its type when JSON has one (a list stays a list, a number a
+number; a datetime becomes text); YAML DAGs use it for ``args``.
 
 Filters: ``ds`` and ``ds_nodash`` (of a date, a datetime or an ISO string) and ``add_days(n)``
 (the same kind of value, ``n`` days later; negative ``n`` for earlier):
@@ -207,7 +208,9 @@ class Template:
         value = self._expression(context)
         if isinstance(value, Undefined):
             value._fail_with_undefined_error()
-        return _plain(value)
+        value = _plain(value)
+        # a value JSON cannot carry (a datetime) renders as text, as it would in a longer string
+        return value if _is_json(value) else self._compiled.render(context)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -253,6 +256,16 @@ def _task_references(tree: nodes.Template) -> frozenset[str]:
         if "result" in parts[1:]:
             found.add(".".join(parts[: parts.index("result", 1)]))
     return frozenset(found)
+
+
+def _is_json(value: Any) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
 
 
 def _plain(value: Any) -> Any:

@@ -256,3 +256,9 @@ def test_a_template_naming_an_unknown_task_fails_the_definition() -> None:
         "DAG 'wrong', task 'combine': template '{{ tasks.extrat.result }}' reads the result of "
         "'extrat', which is not a task declared before it (did you mean 'extract'?)"
     )
+
+
+def test_a_native_template_gives_text_for_what_json_cannot_carry() -> None:
+    ctx = make_ctx()
+    assert render(Template("{{ logical_date }}", native=True), ctx) == "2026-11-25 04:00:00+00:00"
+    assert render(Template("{{ logical_date.year }}", native=True), ctx) == 2026
