@@ -44,7 +44,6 @@ from .alerting import DEFAULT_SLOWNESS, Alerting, SLAResolver
 from .alerts import DEFAULT_ON, AlertKind
 from .asset_triggers import AssetTriggers
 from .backfill import BackfillResult
-from .backoff import Backoff
 from .clock import Clock, SystemClock
 from .config import EngineConfig
 from .dag import DAG
@@ -66,13 +65,13 @@ from .operations import Operations, task_capacity
 from .prometheus import EngineCollector, export, scrape, unexport
 from .recorder import Recorder
 from .requests import RequestPoller
-from .router import Subscription
 from .run_driver import RunDriver, call_callback
 from .run_state import ActiveRun
 from .runbook import RunBook
 from .runners.base import Runner
 from .runners.sessions import Runners
 from .slowness import SLA, SlownessPolicy
+from .source_supervisor import SourceSupervisor
 from .states import RunState
 from .store import Durability, Store, run_from_row
 from .store import queries as q
@@ -275,7 +274,13 @@ class Engine:
             interval=config.poll_interval,
             spawn=self._spawn,
         )
-        self._sources: dict[str, EventSource] = {}
+        self._sensors = SourceSupervisor(
+            dags=MappingProxyType(self._dags),
+            ingest=self._ingest,
+            clock=self.clock,
+            enabled=config.sensors,
+            stopping=lambda: self._stopping,
+        )
         self._log_handler: TaskLogHandler | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._crashed: BaseException | None = None
@@ -323,7 +328,7 @@ class Engine:
     @property
     def sources(self) -> Mapping[str, EventSource]:
         """The running event sources, by subscription."""
-        return MappingProxyType(self._sources)
+        return MappingProxyType(self._sensors.sources)
 
     @property
     def pending_runs(self) -> int:
@@ -450,7 +455,7 @@ class Engine:
             tg.start_soon(self._lineage_out.serve)
         self._assets.wake_all()  # events queued before a stop or a kill are evaluated again
         self._dispatcher.wake()
-        self._start_sources(tg)
+        self._sensors.start(tg)
 
     async def __aexit__(
         self,
@@ -769,46 +774,7 @@ class Engine:
         """The operator actions (also the targets of ``requests.OPERATIONS``)."""
         return self._ops
 
-    # -- event sources and run completion -----------------------------------------------------------
-
-    def _start_sources(self, tg: anyio.abc.TaskGroup) -> None:
-        from sensors.sources import source_for, subscription_of
-
-        shared: dict[str, list[tuple[DAG, int, Any]]] = {}
-        for d in self._dags.values():
-            for index, trig in enumerate(d.triggers):
-                subscription = subscription_of(trig, dag_id=d.dag_id, index=index)
-                self._ingest.subscribe(subscription, Subscription(d, trig))
-                shared.setdefault(subscription, []).append((d, index, trig))
-        if not self.config.sensors:
-            return
-        for subscription, triggers in shared.items():
-            d, index, first = triggers[0]
-            source = source_for(
-                first,
-                dag_id=d.dag_id,
-                index=index,
-                clock=self.clock,
-                sharing=[t for _, _, t in triggers[1:]],
-            )
-            if source is not None:
-                self._sources[subscription] = source
-                tg.start_soon(self._supervise_source, source)
-
-    async def _supervise_source(self, source: EventSource) -> None:
-        """Run a sensor; if it fails, log why and start it again after a pause."""
-        delays = Backoff(0.5, cap=30.0).delays()
-        while not self._stopping:
-            started = self.clock.now()
-            try:
-                await source.run(self._ingest)
-                return
-            except Exception:
-                if self.clock.now() - started > 60:
-                    delays.reset()  # it ran well for a while: this is a new failure, not a streak
-                delay = next(delays)
-                log.exception("sensor %s failed; restarting in %.1fs", source.subscription, delay)
-            await anyio.sleep(delay)
+    # -- run completion -----------------------------------------------------------------------------
 
     async def _after_run(self, run: ActiveRun) -> None:
         """A run finished: lift backpressure, trigger the DAGs that follow it, run its callbacks."""
