@@ -20,7 +20,8 @@ from aiobotocore.session import get_session
 
 from engine.errors import StoreError
 from sensors.base import Event, EventBatch, EventSource
-from sensors.s3 import S3Events, S3PollSource, source_for
+from sensors.s3 import S3Events, source_for
+from sensors.s3_poll import S3PollSource
 from tests.servers import MotoServer, make_bucket_with_sqs_notifications
 
 pytestmark = pytest.mark.timeout(60)
