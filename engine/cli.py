@@ -24,7 +24,7 @@ import anyio
 from rich.logging import RichHandler
 
 from . import cli_authoring, cli_catalog, cli_operations, cli_runs
-from .cli_output import err_console, parse_pairs, print_load_errors
+from .cli_output import err_console, parse_pairs, print_error, print_load_errors
 from .dag import DAG
 from .engine import Engine, check_pools
 from .errors import PodiumError
@@ -44,14 +44,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = anyio.run(args.handler, args)
     except PodiumError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        print_error(exc)
         code = 2
     except BaseExceptionGroup as group:  # errors from inside a task group
         podium_errors, rest = group.split(PodiumError)
         if rest is not None or podium_errors is None:
             raise
         for leaf in _leaves(podium_errors):
-            err_console.print(f"[bold red]error:[/] {leaf}")
+            print_error(leaf)
         code = 2
     except KeyboardInterrupt:
         code = 130
@@ -160,7 +160,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     result = load_dags(args.path)
     print_load_errors(result.errors)
     if not result.dags:
-        err_console.print(f"[bold red]error:[/] no DAGs found in {args.path}")
+        print_error(f"no DAGs found in {args.path}")
         return 2
     pools = parse_pairs(args.pool, "--pool", int)
     dags: list[DAG] = []
@@ -168,7 +168,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         try:
             check_pools(d, pools)
         except PodiumError as exc:
-            err_console.print(f"[bold red]error:[/] {d.source_file}: {exc}")
+            print_error(f"{d.source_file}: {exc}")
             continue
         dags.append(d)
     if not dags:

@@ -12,7 +12,14 @@ from typing import Any
 import orjson
 from rich.markup import escape
 
-from .cli_output import console, err_console, parse_pairs, parse_value, print_load_errors
+from .cli_output import (
+    console,
+    err_console,
+    parse_pairs,
+    parse_value,
+    print_error,
+    print_load_errors,
+)
 from .errors import PodiumError
 from .loader import load_dags
 from .starter import STARTER_TEMPLATES
@@ -81,7 +88,7 @@ async def cmd_validate(args: argparse.Namespace) -> int:
     print_load_errors(result.errors)
     if result.errors or not result.dags:
         if not result.dags and not result.errors:
-            err_console.print(f"[bold red]error:[/] no DAGs found in {args.path}")
+            print_error(f"no DAGs found in {args.path}")
         return 1
     names = ", ".join(d.dag_id for d in result.dags)
     console.print(f"ok: {len(result.dags)} DAG(s) in {args.path}: {names}", highlight=False)
@@ -108,7 +115,7 @@ async def cmd_env_build(args: argparse.Namespace) -> int:
             try:
                 key = runner.spec().key
             except PodiumError as exc:
-                err_console.print(f"[bold red]error:[/] {d.dag_id}.{node.task_id}: {exc}")
+                print_error(f"{d.dag_id}.{node.task_id}: {exc}")
                 failed = True
                 continue
             wanted.setdefault((key, str(runner.resolve_cache_dir())), runner)
@@ -117,7 +124,7 @@ async def cmd_env_build(args: argparse.Namespace) -> int:
         try:
             env = await ensure_env(runner.spec(), runner.resolve_cache_dir())
         except PodiumError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            print_error(exc)
             failed = True
             continue
         what = "built" if env.built else "cached"

@@ -39,13 +39,18 @@ TASK_STYLE = {
 }
 
 
+def print_error(message: object) -> None:
+    """An ``error:`` line on stderr (the text is not markup: a message may hold brackets,
+    ``list[int]``, ``[/x]``)."""
+    err_console.print(
+        f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True
+    )
+
+
 def print_load_errors(errors: Sequence[object]) -> None:
-    """One ``error:`` line on stderr per problem found loading DAG files (the text is not markup:
-    a message may hold brackets, ``list[int]``)."""
+    """One ``error:`` line on stderr per problem found loading DAG files."""
     for error in errors:
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-        )
+        print_error(error)
 
 
 def print_run(run: Run) -> None:

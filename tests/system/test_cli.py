@@ -136,3 +136,23 @@ def test_show_prints_the_task_table(tmp_path: Path, dags_dir: Path) -> None:
     assert "greet" in shown.stdout and "fail_if" in shown.stdout and "success" in shown.stdout
     missing = podium(db, "show", "nope")
     assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
+
+
+def test_an_error_holding_markup_brackets_is_printed_as_it_is(tmp_path: Path) -> None:
+    """A message is text, never rich markup: ``[/x]`` in a DAG id or a path neither crashes the
+    command nor disappears."""
+    db = str(tmp_path / "state.db")
+    unknown = subprocess.run(
+        [sys.executable, "-m", "engine", "trigger", "[/x]", "--db", db],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert unknown.returncode == 2, unknown.stderr
+    assert "DAG '[/x]' is not known to" in unknown.stderr
+    empty = tmp_path / "[bold]dags"
+    empty.mkdir()
+    none = subprocess.run(
+        [sys.executable, "-m", "engine", "validate", str(empty)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert none.returncode == 1, none.stderr
+    assert f"no DAGs found in {empty}" in " ".join(none.stderr.split())
