@@ -24,9 +24,10 @@ import anyio
 from rich.logging import RichHandler
 
 from . import cli_authoring, cli_catalog, cli_operations, cli_runs
+from .assembly import check_pools
 from .cli_output import err_console, parse_pairs, print_error, print_load_errors
 from .dag import DAG
-from .engine import Engine, check_pools
+from .engine import Engine
 from .errors import PodiumError
 from .loader import load_dags
 

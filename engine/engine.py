@@ -1,25 +1,15 @@
 """The ``Engine``: its configuration, its lifecycle, and a thin public API over its parts.
 
-The parts, each with one job (docs/architecture.md draws them):
-- ``Recorder`` writes task, run and operation rows through the store's group-commit writer, then
-  tells the observers (metrics, alerts);
-- ``Dispatcher`` starts ready tasks under every limit, one try each, after their ``running`` rows
-  are committed;
-- ``RunDriver`` moves each run forward: what to queue next, retries, pauses, cancellation, the end;
-- ``RunBook`` is the only place a run is created, adopted after a restart, admitted or forgotten;
-- ``EventIngest`` is the bus and the router loop: events become runs, exactly once each;
-- ``Operations`` are the operator actions; ``RequestPoller`` runs those that the CLI leaves in the
-  state file, and adopts the runs it queues there.
+The parts (``engine.assembly`` makes and wires them; docs/architecture.md draws them) each have one
+job: the ``Recorder`` writes rows then tells the observers, the ``Dispatcher`` starts tries under
+every limit, the ``RunDriver`` moves runs forward, the ``RunBook`` owns which runs exist, the
+``EventIngest`` turns events into runs, ``Operations`` are the operator actions.
 
-Lifecycle (``async with Engine(...)``): enter opens the state file (taking its owner lock), registers
-the DAGs, resumes every unfinished run, and starts the background jobs in one task group. Exit stops
-intake, lets in-flight tasks finish within ``shutdown_grace``, cancels the rest (recorded so they
-run again on the next start) and commits everything.
-
-Durability rules the parts keep:
-- a run exists once its row is committed; ``trigger`` returns only after that;
-- a try starts only after its ``running`` state (and so its try number) is committed, and only after
-  the results of its upstream tasks are committed, so a crash never re-runs a committed success.
+``async with Engine(...)`` opens the state file (taking its owner lock), registers the DAGs, resumes
+every unfinished run and starts the background jobs in one task group; leaving it stops intake, lets
+in-flight tries finish within ``shutdown_grace``, cancels the rest (they run again on the next start)
+and commits everything. A run exists once its row is committed, and a try starts only after its
+``running`` row and its upstream results are, so a crash never re-runs a committed success.
 """
 
 from __future__ import annotations
@@ -40,41 +30,30 @@ from prometheus_client import CollectorRegistry
 from sensors.base import EventSource
 
 from . import serialization
-from .alerting import DEFAULT_SLOWNESS, Alerting, SLAResolver
+from .alerting import DEFAULT_SLOWNESS, SLAResolver
 from .alerts import DEFAULT_ON, AlertKind
-from .asset_triggers import AssetTriggers
+from .assembly import EngineHooks, assemble, open_parts, register_dags, start_background
 from .backfill import BackfillResult
 from .clock import Clock, SystemClock
 from .config import EngineConfig
 from .dag import DAG
-from .dispatcher import Dispatcher
-from .errors import DAGError, EngineStoppedError, PodiumError
+from .errors import EngineStoppedError, PodiumError
 from .ingest import EventIngest
 from .limits import ReadyQueue
-from .lineage import Lineage, declared_assets
 from .lineage_events import LineageOptions
-from .lineage_in import LineageIntake
 from .logs import DEFAULT_MAX_LOG_BYTES, TaskLogHandler
-from .logs import install as install_log_handler
 from .logs import uninstall as uninstall_log_handler
-from .metrics import Metrics
 from .models import Run
 from .notifiers import Notifier
 from .observe import Observer
-from .operations import Operations, task_capacity
-from .prometheus import EngineCollector, export, scrape, unexport
-from .recorder import Recorder
-from .requests import RequestPoller
-from .run_driver import RunDriver, call_callback
+from .operations import Operations
+from .prometheus import export, scrape, unexport
+from .run_driver import call_callback
 from .run_state import ActiveRun
-from .runbook import RunBook
 from .runners.base import Runner
-from .runners.sessions import Runners
 from .slowness import SLA, SlownessPolicy
-from .source_supervisor import SourceSupervisor
 from .states import RunState
-from .store import Durability, Store, run_from_row
-from .store import queries as q
+from .store import Durability, Store
 
 if TYPE_CHECKING:
     from openlineage.client import OpenLineageClient
@@ -168,119 +147,23 @@ class Engine:
         )  # fmt: skip
         config = self.config
         self.clock: Clock = clock or SystemClock()
-        self._dags: dict[str, DAG] = {}
-        for d in dags:
-            self._register(d)
-        from sensors.sources import check_shared_consumers
-
-        check_shared_consumers([t for d in self._dags.values() for t in d.triggers])
-
-        self._store = Store(config.db, owner=True, durability=config.durability)
-        self.alerting = Alerting(
-            self, notifiers, on=alert_on, base_url=base_url, slowness=slowness,
-            slowness_overrides=slowness_overrides, sla=sla,
+        self._dags: dict[str, DAG] = register_dags(dags, config.pools)
+        hooks = EngineHooks(
+            crash=self._crash, spawn=self._spawn, after_run=self._after_run,
+            check_open=self._check_open, stopping=lambda: self._stopping,
         )  # fmt: skip
-        self.metrics = Metrics(loop_lag_threshold=loop_lag_threshold, alerting=self.alerting)
-        # a live object, not a setting: kept beside the config (like clock and notifiers)
-        self._metrics_registry = (
-            CollectorRegistry() if metrics_registry is None else metrics_registry
-        )
-        self._collector = EngineCollector(self, self.metrics)
-        self._recorder = Recorder([self.metrics, self.alerting])
-        self._dispatcher = Dispatcher(
-            ready=ReadyQueue(config.max_tasks, {("pool", n): s for n, s in config.pools.items()}),
-            recorder=self._recorder,
-            clock=self.clock,
-            max_threads=config.max_threads,
-            max_result_bytes=config.max_result_bytes,
-            on_crash=self._crash,
-        )
-        self._driver = RunDriver(
-            recorder=self._recorder,
-            dispatcher=self._dispatcher,
-            clock=self.clock,
-            spawn=self._spawn,
-        )
-        self._driver.max_map_length = config.max_map_length
-        self._book = RunBook(
-            dags=MappingProxyType(self._dags),
-            store=self._store,
-            recorder=self._recorder,
-            driver=self._driver,
-            clock=self.clock,
-            on_finished=self._after_run,
-        )
-        self._driver.attach(self._book)
-        # runners (engine/runners): the pools of worker processes; opened in _start_jobs
-        self._runners = Runners(
-            dags=MappingProxyType(self._dags),
-            default=config.runner,
-            store=self._store,
-            max_log_bytes=config.max_log_bytes,
-        )
-        self._dispatcher.runners = self._runners
-        self._tracing: Tracing | None = None
-        if tracing or tracer_provider is not None:
-            self._tracing = _make_tracing(self._recorder, tracer_provider)
-            self._recorder.add_observer(self._tracing)
-            self._book.tracing = self._dispatcher.tracing = self._tracing
-        self._ingest = EventIngest(
-            intake=self._book,
-            store=self._store,
-            clock=self.clock,
-            bus_size=config.bus_size,
-            high_water=config.high_water,
-            low_water=config.low_water_mark,
-        )
-        # -- assets (issue 12): the asset router and trigger loop, and the lineage reads
-        self._assets = AssetTriggers(
-            dags=MappingProxyType(self._dags),
-            intake=self._book,
-            store=self._store,
-            recorder=self._recorder,
-            clock=self.clock,
-        )
-        self._recorder.asset_routing = self._assets
-        self._lineage = Lineage(
-            store=self._store, dags=MappingProxyType(self._dags), now=self.clock.now
-        )
-        # -- OpenLineage (issue 12): events out (optional, background) and in (the HTTP API)
-        self._lineage_in = LineageIntake(
-            store=self._store, recorder=self._recorder, clock=self.clock
-        )
-        self._lineage_out: LineageEmitter | None = None
-        if lineage is not False or openlineage_client is not None:
-            options = lineage if isinstance(lineage, LineageOptions) else LineageOptions.from_env()
-            self._lineage_out = _make_lineage_emitter(
-                options, self._store, self._recorder, self.clock, openlineage_client
-            )
-            self._recorder.add_observer(self._lineage_out)
-            self._collector.openlineage = self._lineage_out
-        self._ops = Operations(
-            book=self._book,
-            driver=self._driver,
-            dispatcher=self._dispatcher,
-            recorder=self._recorder,
-            store=self._store,
-            clock=self.clock,
-            runs=self,
-            check_open=self._check_open,
-        )
-        self._requests = RequestPoller(
-            book=self._book,
-            ops=self._ops,
-            store=self._store,
-            recorder=self._recorder,
-            interval=config.poll_interval,
-            spawn=self._spawn,
-        )
-        self._sensors = SourceSupervisor(
-            dags=MappingProxyType(self._dags),
-            ingest=self._ingest,
-            clock=self.clock,
-            enabled=config.sensors,
-            stopping=lambda: self._stopping,
-        )
+        parts = assemble(
+            config, self._dags, self.clock, self, hooks, notifiers=notifiers, alert_on=alert_on,
+            base_url=base_url, slowness=slowness, slowness_overrides=slowness_overrides, sla=sla,
+            metrics_registry=metrics_registry, tracing=tracing, tracer_provider=tracer_provider,
+            lineage=lineage, openlineage_client=openlineage_client,
+        )  # fmt: skip
+        self._parts = parts  # those used here once are read from it
+        self.alerting, self.metrics = parts.alerting, parts.metrics
+        self._store, self._book, self._dispatcher = parts.store, parts.book, parts.dispatcher
+        self._metrics_registry, self._collector = parts.registry, parts.collector
+        self._tracing, self._ingest, self._ops = parts.tracing, parts.ingest, parts.ops
+        self._lineage, self._lineage_out = parts.lineage, parts.lineage_out
         self._log_handler: TaskLogHandler | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._crashed: BaseException | None = None
@@ -328,7 +211,7 @@ class Engine:
     @property
     def sources(self) -> Mapping[str, EventSource]:
         """The running event sources, by subscription."""
-        return MappingProxyType(self._sensors.sources)
+        return MappingProxyType(self._parts.sensors.sources)
 
     @property
     def pending_runs(self) -> int:
@@ -349,18 +232,6 @@ class Engine:
     def store_healthy(self) -> bool:
         return self._store.writer.healthy
 
-    def _register(self, d: DAG) -> None:
-        if not isinstance(d, DAG):
-            raise DAGError(f"expected a DAG built with @dag, got {d!r}")
-        if d.dag_id in self._dags and self._dags[d.dag_id] is not d:
-            raise DAGError(f"two different DAGs are named {d.dag_id!r}")
-        check_pools(d, self.config.pools)
-        from sensors.sources import subscription_of
-
-        for index, trig in enumerate(d.triggers):
-            subscription_of(trig, dag_id=d.dag_id, index=index)  # raises TriggerError if unknown
-        self._dags[d.dag_id] = d
-
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -374,17 +245,13 @@ class Engine:
             unexport(self._metrics_registry, self._collector)
             raise
         try:
-            await self._prepare()
+            self._log_handler = await open_parts(
+                self._parts, self._dags, self.config, self.clock.now()
+            )
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
         except BaseException:
-            self._ingest.close()
-            if self._log_handler is not None:
-                uninstall_log_handler(self._log_handler)
-            try:
-                await self._store.__aexit__(None, None, None)
-            finally:
-                unexport(self._metrics_registry, self._collector)
+            await self._release()
             raise
         try:
             await self._start_jobs(self._tg)
@@ -393,37 +260,11 @@ class Engine:
             raise
         return self
 
-    async def _prepare(self) -> None:
-        """Register the DAGs and their limits in the opened store; open the bus."""
-        writer = self._store.writer
-        self._recorder.open(writer)
-        dispatcher = self._dispatcher
-        now = self.clock.now()
-        for d in self._dags.values():
-            for node in d.tasks.values():
-                if node.options.concurrency is not None:
-                    key = ("task", d.dag_id, node.task_id)
-                    dispatcher.set_capacity(key, node.options.concurrency)
-            dispatcher.set_capacity(("dag", d.dag_id), task_capacity(d))
-            writer.execute(
-                q.UPSERT_DAG,
-                (d.dag_id, serialization.dumps_for_display(d.describe()), d.source_file, now),
-            )
-        self._recorder.declare_assets(declared_assets(self._dags), now)  # issue 12
-        await self._requests.prepare()
-        paused = await self._store.paused_dags() & set(self._dags)
-        self._book.paused.update(paused)
-        for dag_id in paused:
-            dispatcher.set_capacity(("dag", dag_id), 0)
-        self._ingest.open()
-        if self.config.capture_logs:
-            self._log_handler = TaskLogHandler(writer, self.config.max_log_bytes)
-            install_log_handler(self._log_handler)
-            self._dispatcher.log_handler = self._log_handler
-
     async def _start_jobs(self, tg: anyio.abc.TaskGroup) -> None:
         self._store.writer.on_commit = self.metrics.observe_commit
-        await tg.start(self._runners.serve)  # reaps a killed engine's workers, opens the pools
+        await tg.start(
+            self._parts.runners.serve
+        )  # reaps a killed engine's workers, opens the pools
         await tg.start(self.alerting.run)  # seeds baselines before runs are adopted
         tg.start_soon(self.metrics.loop_lag.run)
         address = self.config.http_address
@@ -437,25 +278,9 @@ class Engine:
                     private_probes=self.config.http_private_probes,
                 )
             )  # fmt: skip
-        unfinished = await self._store.unfinished_run_rows()
-        for row in unfinished:
-            await self._book.adopt(row, recovering=True)
-        await self._recorder.flush()
-        if unfinished:
+        if await self._book.resume_unfinished():
             log.info("resumed %d unfinished run(s) from %s", len(self._book), self.config.db)
-        tg.start_soon(self._dispatcher.serve)
-        tg.start_soon(self._driver.retries.serve)
-        tg.start_soon(self._requests.serve)
-        if self._tracing is None:
-            tg.start_soon(self._ingest.serve)
-        else:  # runs from events continue the event's trace, never the engine's ambient span
-            tg.start_soon(self._tracing.detached, self._ingest.serve)
-        tg.start_soon(self._assets.serve)  # issue 12: asset-triggered runs
-        if self._lineage_out is not None:  # issue 12: OpenLineage events, in the background
-            tg.start_soon(self._lineage_out.serve)
-        self._assets.wake_all()  # events queued before a stop or a kill are evaluated again
-        self._dispatcher.wake()
-        self._sensors.start(tg)
+        start_background(self._parts, tg)
 
     async def __aexit__(
         self,
@@ -484,7 +309,7 @@ class Engine:
 
     def _set_stopping(self) -> None:
         self._stopping = True
-        self._book.stopping = self._driver.stopping = self._requests.stopping = True
+        self._book.stopping = self._parts.driver.stopping = self._parts.requests.stopping = True
 
     async def _shutdown(self, exc: BaseException | None) -> bool | None:
         assert self._tg is not None
@@ -519,18 +344,22 @@ class Engine:
                         "the engine stopped after an internal error"
                     ) from self._crashed
             finally:
-                self._ingest.close()
                 if self._tracing is not None:
                     self._tracing.close()
                 if self._lineage_out is not None:
                     await self._lineage_out.close()
-                if self._log_handler is not None:
-                    uninstall_log_handler(self._log_handler)
-                try:
-                    await self._store.__aexit__(None, None, None)
-                finally:
-                    unexport(self._metrics_registry, self._collector)
+                await self._release()
         return suppress
+
+    async def _release(self) -> None:
+        """Close the bus, stop capturing logs, close the state file, take the metrics down."""
+        self._ingest.close()
+        if self._log_handler is not None:
+            uninstall_log_handler(self._log_handler)
+        try:
+            await self._store.__aexit__(None, None, None)
+        finally:
+            unexport(self._metrics_registry, self._collector)
 
     def _check_open(self) -> None:
         if not self._started or self._tg is None:
@@ -561,37 +390,10 @@ class Engine:
         declare (used for event-triggered runs).
         """
         self._check_open()
-        book = self._book
-        run_params = book.dag(dag_id).validate_params(params, strict=strict)
-        if key is not None:
-            existing = await self._existing_run(dag_id, key)
-            if existing is not None:
-                return existing
-        run = book.create(
-            dag_id, run_params, key=key, logical_date=logical_date, event=event, trigger=trigger
-        )
-        try:
-            await self._recorder.flush()
-        except BaseException:
-            book.forget([run])
-            raise
-        if key is not None:
-            row = await self._store.find_run(dag_id, key)
-            if row is not None and row.run_id != run.run_id:  # another process stored it first
-                book.forget([run])
-                return run_from_row(row, {}, self)
-        book.activate(run)
-        return run.snapshot(self)
-
-    async def _existing_run(self, dag_id: str, key: str) -> Run | None:
-        active = self._book.by_key(dag_id, key)
-        if active is not None:
-            return active.snapshot(self)
-        row = await self._store.find_run(dag_id, key)
-        if row is None:
-            active = self._book.by_key(dag_id, key)  # may have been created while we read
-            return active.snapshot(self) if active is not None else None
-        return run_from_row(row, {}, self)
+        return await self._book.create_committed(
+            dag_id, params, key=key, logical_date=logical_date, event=event, trigger=trigger,
+            strict=strict, source=self,
+        )  # fmt: skip
 
     async def runs(
         self,
@@ -683,7 +485,7 @@ class Engine:
         run, its inputs as the run's inputs, and a COMPLETE event's outputs as asset events (which
         trigger ``OnAssets`` DAGs like any other). ``LineageEventError`` if it is not valid."""
         self._check_open()
-        return await self._lineage_in.accept(event)
+        return await self._parts.lineage_in.accept(event)
 
     @property
     def lineage_emitter(self) -> LineageEmitter | None:
@@ -692,11 +494,11 @@ class Engine:
 
     async def asset_condition(self, dag_id: str) -> dict[str, Any]:
         """Why an asset-triggered DAG has not run (yet): which parts of its condition are met."""
-        return await self._assets.condition(dag_id)
+        return await self._parts.assets.condition(dag_id)
 
     def add_observer(self, observer: Observer) -> None:
         """Hear about every recorded task and run change (see ``engine.observe``)."""
-        self._recorder.add_observer(observer)
+        self._parts.recorder.add_observer(observer)
 
     def metrics_text(self) -> str:
         """``generate_latest(engine.metrics_registry)`` as text: the engine's metrics while it runs,
@@ -790,44 +592,4 @@ class Engine:
             await call_callback(callback, await self.get_run(run.run_id), f"DAG {run.dag.dag_id!r}")
 
 
-def _make_tracing(recorder: Recorder, provider: TracerProvider | None) -> Tracing:
-    try:
-        from .tracing import Tracing
-    except ImportError as exc:
-        raise PodiumError(
-            f"tracing needs OpenTelemetry: pip install 'podium[otel]' ({exc})"
-        ) from None
-    return Tracing(recorder, provider)
-
-
-def _make_lineage_emitter(
-    options: LineageOptions,
-    store: Store,
-    recorder: Recorder,
-    clock: Clock,
-    client: OpenLineageClient | None,
-) -> LineageEmitter:
-    try:
-        from .lineage_out import LineageEmitter
-    except ImportError as exc:
-        raise PodiumError(
-            f"OpenLineage needs its client: pip install 'podium[openlineage]' ({exc})"
-        ) from None
-    return LineageEmitter(
-        options=options, store=store, flush=recorder.flush, clock=clock, client=client
-    )
-
-
-def check_pools(d: DAG, pools: Mapping[str, int]) -> None:
-    """Raise ``DAGError`` if a task of ``d`` names a pool that is not configured."""
-    for node in d.tasks.values():
-        pool = node.options.pool
-        if pool is not None and pool not in pools:
-            raise DAGError(
-                f"DAG {d.dag_id!r}, task {node.task_id!r}: pool {pool!r} is not configured; "
-                f"add it to Engine(pools={{{pool!r}: N}}) or `podium run --pool {pool}=N` "
-                f"(configured: {', '.join(pools) or 'none'})"
-            )
-
-
-__all__ = ["Engine", "check_pools"]
+__all__ = ["Engine"]

@@ -33,6 +33,7 @@ from .store import Store, run_from_row
 from .store.records import RunRow
 
 if TYPE_CHECKING:
+    from .models import Run, RunSource
     from .tracing import Tracing
 
 log = logging.getLogger("podium.engine")
@@ -171,6 +172,59 @@ class RunBook:
         self._admit(run)
 
     # -- adopt --------------------------------------------------------------------------------------
+
+    async def create_committed(
+        self,
+        dag_id: str,
+        params: Mapping[str, Any] | None,
+        *,
+        key: str | None,
+        logical_date: float | None,
+        event: Any,
+        trigger: str,
+        strict: bool,
+        source: RunSource,
+    ) -> Run:
+        """A new run of ``dag_id``, returned once its row is committed (``Engine.trigger``). With
+        ``key`` it is idempotent: the run of that key, active or stored, if there is one."""
+        run_params = self.dag(dag_id).validate_params(params, strict=strict)
+        if key is not None:
+            existing = await self._existing(dag_id, key, source)
+            if existing is not None:
+                return existing
+        run = self.create(
+            dag_id, run_params, key=key, logical_date=logical_date, event=event, trigger=trigger
+        )
+        try:
+            await self._recorder.flush()
+        except BaseException:
+            self.forget([run])
+            raise
+        if key is not None:
+            row = await self._store.find_run(dag_id, key)
+            if row is not None and row.run_id != run.run_id:  # another process stored it first
+                self.forget([run])
+                return run_from_row(row, {}, source)
+        self.activate(run)
+        return run.snapshot(source)
+
+    async def _existing(self, dag_id: str, key: str, source: RunSource) -> Run | None:
+        active = self.by_key(dag_id, key)
+        if active is not None:
+            return active.snapshot(source)
+        row = await self._store.find_run(dag_id, key)
+        if row is None:
+            active = self.by_key(dag_id, key)  # may have been created while we read
+            return active.snapshot(source) if active is not None else None
+        return run_from_row(row, {}, source)
+
+    async def resume_unfinished(self) -> int:
+        """At start: adopt every unfinished run of the state file; how many there were."""
+        unfinished = await self._store.unfinished_run_rows()
+        for row in unfinished:
+            await self.adopt(row, recovering=True)
+        await self._recorder.flush()
+        return len(unfinished)
 
     async def adopt(self, row: RunRow, *, recovering: bool) -> None:
         """Serve a run found in the state file (unfinished after a restart, or queued elsewhere)."""
